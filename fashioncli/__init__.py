@@ -1,0 +1,20 @@
+"""fashion: a command-line toolkit for clothing computer vision."""
+from .hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+
+def create_model(name, **args):
+    """Build a registered model by name (timm-style factory)."""
+    from .plugins import get
+
+    return get("models").create(name, **args)
+
+
+def create_loss(name, **args):
+    from .plugins import get
+
+    return get("losses").create(name, **args)
+
+
+__all__ = ["hookimpl", "__version__", "create_model", "create_loss"]

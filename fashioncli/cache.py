@@ -1,0 +1,166 @@
+"""The decoded-once image cache: every image of a split, resized, in one uint8 memmap.
+
+Decoding JPEGs is most of a small model's epoch on CPU; decoding them once per image size
+makes every later epoch a memory copy. ``<dir>/<name>.u8`` holds N x size x size x 3 RGB rows in
+the order of the paths it was built from; ``<dir>/<name>.json`` describes it. Both are written
+to temporary names first and renamed, so a crashed or concurrent build never leaves a cache
+that looks complete.
+"""
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .errors import DataError
+from .images import ImageError, decode_image, read_file
+from .preprocess import resize_rgb
+
+CACHE_VERSION = 1
+
+
+def paths_key(paths):
+    """Fingerprint of a path list: a cache built from other paths (re-prepared split) is stale."""
+    return hashlib.sha1("\n".join(map(str, paths)).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def build_cache(paths, size, out_dir, name, workers=2, progress=True):
+    """Decode, resize and store every image of ``paths``; returns one error string or None per path.
+
+    Rows of unreadable images stay zero and are marked ``ok: false`` in the metadata, which also
+    records each source image's [height, width] and SHA-1 (for prepare's report).
+    """
+    paths = [str(p) for p in paths]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = len(paths)
+    tmp = out_dir / f"{name}.u8.{os.getpid()}.tmp"
+    rows = _create(tmp, n, size)
+    errors, shapes, hashes = [None] * n, [None] * n, [None] * n
+
+    def work(i):
+        # Threads suffice: file reads, hashing, cv2 decode and resize all release the GIL.
+        try:
+            data = read_file(paths[i])  # read_image's two steps, so the same bytes get hashed
+            image = decode_image(data)
+        except ImageError as exc:
+            errors[i] = str(exc)
+            return
+        shapes[i] = list(image.shape[:2])
+        hashes[i] = hashlib.sha1(data).hexdigest()
+        rows[i] = resize_rgb(image, size)
+
+    try:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            for _ in tqdm(pool.map(work, range(n)), total=n, disable=not progress or n == 0,
+                          desc=f"caching {name} at {size}px", unit="img", leave=False):
+                pass
+        if rows is not None:
+            rows.flush()
+        del rows
+        meta = {
+            "version": CACHE_VERSION, "count": n, "size": size,
+            "ok": [e is None for e in errors], "paths_key": paths_key(paths),
+            "shapes": shapes, "sha1": hashes,
+            "errors": [[i, e] for i, e in enumerate(errors) if e is not None],
+        }
+        os.replace(tmp, out_dir / f"{name}.u8")
+    finally:
+        tmp.unlink(missing_ok=True)
+    _write_json(out_dir / f"{name}.json", meta)
+    return errors
+
+
+def open_cache(out_dir, name):
+    """(read-only array N x size x size x 3, metadata) of a built cache; DataError if absent or cut short."""
+    out_dir = Path(out_dir)
+    data_path, meta_path = out_dir / f"{name}.u8", out_dir / f"{name}.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        n, size = meta["count"], meta["size"]
+    except (OSError, ValueError, KeyError):
+        raise DataError(f"no image cache '{name}' in '{out_dir}'") from None
+    shape = (n, size, size, 3)
+    expected = int(np.prod(shape))
+    actual = data_path.stat().st_size if data_path.exists() else -1
+    if actual != expected:
+        raise DataError(f"image cache '{data_path}' is incomplete ({actual} of {expected} bytes); delete it to rebuild")
+    if n == 0:  # mmap cannot map an empty file
+        return np.zeros(shape, np.uint8), meta
+    return np.memmap(data_path, np.uint8, "r", shape=shape), meta
+
+
+def cached(paths, size, out_dir, name, workers=None, progress=True):
+    """The cache for exactly these paths at this size: opened if up to date, else built first."""
+    paths = [str(p) for p in paths]
+    try:
+        rows, meta = open_cache(out_dir, name)
+        fresh = meta.get("version") == CACHE_VERSION and meta["size"] == size and meta.get("paths_key") == paths_key(paths)
+    except DataError:
+        fresh = False
+    if not fresh:
+        build_cache(paths, size, out_dir, name, workers=workers or default_workers(), progress=progress)
+        rows, meta = open_cache(out_dir, name)
+    if meta["errors"]:
+        i, reason = meta["errors"][0]
+        raise DataError(
+            f"{len(meta['errors'])} of {meta['count']} images of '{name}' cannot be read "
+            f"(first: {paths[i]}: {reason}); run `fashion prepare` again to drop them"
+        )
+    return rows
+
+
+def ensure_cache(prepared_dir, split, size, workers=None, progress=True):
+    """``<prepared>/cache/<size>/<split>.u8`` as an array, built on first use (e.g. a new image size)."""
+    from .dataset import PreparedDataset  # dataset.py builds on this module
+
+    return PreparedDataset.open(prepared_dir).cache(split, size, workers=workers, progress=progress)
+
+
+def keep_rows(out_dir, name, keep, paths):
+    """Rewrite cache ``name`` with only the rows in ``keep`` (indices, in order); ``paths`` are the
+    kept rows' paths. Used by prepare to drop unreadable images without decoding again."""
+    out_dir = Path(out_dir)
+    src, meta = open_cache(out_dir, name)
+    keep = np.asarray(keep, dtype=np.int64)
+    tmp = out_dir / f"{name}.u8.{os.getpid()}.tmp"
+    dst = _create(tmp, len(keep), meta["size"])
+    try:
+        for start in range(0, len(keep), 1024):  # bounded memory for large splits
+            dst[start:start + 1024] = src[keep[start:start + 1024]]
+        if dst is not None:
+            dst.flush()
+        del dst, src
+        os.replace(tmp, out_dir / f"{name}.u8")
+    finally:
+        tmp.unlink(missing_ok=True)
+    picked = keep.tolist()
+    reasons = dict(meta["errors"])
+    meta.update(
+        count=len(picked), paths_key=paths_key(paths),
+        ok=[meta["ok"][i] for i in picked], shapes=[meta["shapes"][i] for i in picked],
+        sha1=[meta["sha1"][i] for i in picked],
+        errors=[[j, reasons[i]] for j, i in enumerate(picked) if i in reasons],
+    )
+    _write_json(out_dir / f"{name}.json", meta)
+
+
+def default_workers():
+    return min(8, os.cpu_count() or 1)
+
+
+def _create(path, n, size):
+    """A new zero-filled memmap file (None for n == 0: mmap cannot map an empty file)."""
+    if n == 0:
+        path.write_bytes(b"")
+        return None
+    return np.memmap(path, np.uint8, "w+", shape=(n, size, size, 3))
+
+
+def _write_json(path, obj):
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)

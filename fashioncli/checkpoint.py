@@ -1,0 +1,77 @@
+"""Checkpoints: tensors in a .pt loaded with weights_only (no pickled code), metadata in JSON."""
+import json
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .errors import CheckpointError
+from .io import atomic_path, write_json
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path, model, meta, **state):
+    """Write ``path`` (.pt) and its ``.json`` metadata atomically.
+
+    ``state`` holds what resume needs (optimizer, scheduler, scaler state dicts, epoch, ...).
+    """
+    path = Path(path)
+    model = getattr(model, "module", model)  # unwrap DDP / compile
+    model = getattr(model, "_orig_mod", model)
+    meta = {"format_version": FORMAT_VERSION, "fashion_version": __version__, **meta}
+    payload = {"model": model.state_dict(), "meta_json": json.dumps(meta, default=str), **state}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    write_json(path.with_suffix(".json"), meta)
+
+
+def resolve_path(path):
+    """A run directory means its best checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "best.pt", path / "best.pt", path / "checkpoints" / "last.pt"):
+            if candidate.is_file():
+                return candidate
+        raise CheckpointError(f"no checkpoint in '{path}' (looked for checkpoints/best.pt and last.pt)")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    return path
+
+
+def run_dir(checkpoint):
+    """The run directory of <run>/checkpoints/X.pt; the folder of any other checkpoint file."""
+    parent = Path(checkpoint).parent
+    return parent.parent if parent.name == "checkpoints" else parent
+
+
+def load_checkpoint(path):
+    """-> (payload, meta). Refuses anything but tensors and plain containers."""
+    path = resolve_path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"'{path}' is not a fashion checkpoint or holds unsafe objects: {exc}") from None
+    if not isinstance(payload, dict) or "model" not in payload or "meta_json" not in payload:
+        raise CheckpointError(f"'{path}' is not a fashion checkpoint (no model weights and metadata)")
+    return payload, json.loads(payload["meta_json"])
+
+
+def build_model(meta):
+    """The model a checkpoint's metadata describes, without downloading pretrained weights."""
+    from .plugins import get
+
+    spec = meta["model"]
+    args = {k: v for k, v in (spec.get("args") or {}).items() if k != "pretrained"}
+    return get("models").create(spec["name"], num_classes=len(meta["classes"]), **args)
+
+
+def load_model(path, device="cpu"):
+    """-> (model in eval mode, meta)."""
+    payload, meta = load_checkpoint(path)
+    model = build_model(meta)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint weights do not fit model '{meta['model']['name']}': {exc}") from None
+    return model.to(device).eval(), meta

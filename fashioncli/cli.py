@@ -1,0 +1,209 @@
+"""The `fashion` command line: parse, load the recipe, call one function, print."""
+import json
+import sys
+
+import click
+
+from . import __version__
+from .errors import FashionError
+
+SET_HELP = "Override a recipe value, e.g. --set train.epochs=3 (repeatable; values are YAML)."
+
+
+class FashionGroup(click.Group):
+    """Turns FashionError (and a broken pipe) into a one-line message and exit code 1, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except FashionError as exc:
+            click.secho(f"Error: {exc}", err=True, fg="red")
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+
+def _echo_json(data):
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group(cls=FashionGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fashion")
+def cli():
+    """fashion: prepare, train, evaluate, predict and export clothing vision models.
+
+    \b
+    Example, end to end on the embedded synthetic dataset:
+      fashion prepare synthetic data/synthetic
+      fashion train quickstart
+      fashion eval runs/quickstart
+      fashion predict runs/quickstart data/synthetic/images -o preds.csv
+      fashion export runs/quickstart --format onnx
+    """
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--importer", "-i", help="Dataset importer (see `fashion plugins --all`); detected when omitted.")
+@click.option("--image-size", default=160, show_default=True, help="Size of the decoded-once image cache.")
+@click.option("--val-fraction", default=0.1, show_default=True, help="Used only when the data has no val split.")
+@click.option("--test-fraction", default=0.1, show_default=True, help="Used only when the data has no test split.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the stratified split.")
+@click.option("--classes", help="Keep only these comma-separated classes.")
+@click.option("--arg", "args", multiple=True, metavar="KEY=VALUE", help="Importer argument, e.g. --arg label_col=category.")
+def prepare(source, out, importer, image_size, val_fraction, test_fraction, seed, classes, args):
+    """Import a dataset into the layout train/eval/predict read, with a report and an image cache.
+
+    SOURCE is a folder of class folders (optionally under train/val/test), a CSV or parquet table,
+    a public dataset's local copy, or `synthetic` for the embedded quickstart set.
+
+    \b
+    Examples:
+      fashion prepare ../shared/datasets/clothing-small data/clothing-small
+      fashion prepare styles.csv data/styles --arg image_col=path --arg label_col=category
+      fashion prepare synthetic data/synthetic
+    """
+    from .prepare import prepare as run
+    from .recipe import parse_override
+
+    importer_args = {}
+    for text in args:
+        parts, value = parse_override(text)
+        importer_args[".".join(parts)] = value
+    class_list = [c.strip() for c in classes.split(",")] if classes else None
+    summary = run(source, out, importer=importer, image_size=image_size, val_fraction=val_fraction,
+                  test_fraction=test_fraction, seed=seed, classes=class_list, **importer_args)
+    _echo_json(summary)
+
+
+@cli.command()
+@click.argument("recipe")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint (epochs may be raised with --set).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def train(recipe, overrides, resume, quiet):
+    """Train a model from a RECIPE: a bundled name, a YAML file or an http(s) URL.
+
+    \b
+    Examples:
+      fashion train quickstart
+      fashion train efficientnet_lite0_finetune_clothing-small --set train.epochs=3
+      fashion train runs/quickstart/recipe.yaml --resume --set train.epochs=20
+    """
+    from .recipe import load_recipe
+    from .train import train as run
+
+    resolved = load_recipe(recipe, overrides)
+    summary = run(resolved, spec=recipe, resume=resume, progress=not quiet)
+    _echo_json(summary)
+
+
+@cli.command("eval")
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--data", help="Prepared dataset or folder of class folders (default: the run's dataset).")
+@click.option("--split", default="test", show_default=True)
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="Output folder (default: RUN/eval-SPLIT).")
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def eval_cmd(checkpoint, data, split, out, batch_size, device):
+    """Evaluate a CHECKPOINT (a .pt file or a run directory) on a split or a folder.
+
+    \b
+    Examples:
+      fashion eval runs/quickstart
+      fashion eval runs/quickstart/checkpoints/best.pt --data photos/ -o eval-photos
+    """
+    from .evaluate import evaluate
+
+    _echo_json(evaluate(checkpoint, data=data, split=split, out=out, batch_size=batch_size, device=device))
+
+
+@cli.command()
+@click.argument("model", type=click.Path(exists=True))
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Output .csv or .jsonl.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), help="Default: from the --out suffix.")
+@click.option("--topk", default=5, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--resume", is_flag=True, help="Skip images already in --out.")
+@click.option("--workers", type=int, help="Decoding workers (default: cores - 1).")
+@click.option("--threads", type=int, help="onnxruntime intra-op threads.")
+@click.option("--device", default="auto", show_default=True)
+def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads, device):
+    """Predict labels for images with MODEL (checkpoint, run directory or exported .onnx).
+
+    INPUTS are files, folders (recursive), glob patterns, or .txt files listing paths.
+
+    \b
+    Examples:
+      fashion predict runs/quickstart photos/ -o preds.csv
+      fashion predict model.onnx 'shop/**/*.jpg' -o preds.jsonl --topk 3
+    """
+    from .predict import predict as run
+
+    _echo_json(run(model, list(inputs), out, topk=topk, batch_size=batch_size, fmt=fmt, resume=resume,
+                   num_workers=workers, device=device, threads=threads))
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--format", "fmt", default="onnx", show_default=True, help="Exporter: onnx, torchscript, or a plugin's.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), help="Default: RUN/export/model.<ext>.")
+@click.option("--check-images", help="Folder or file of images for the parity check (default: the test split).")
+def export(checkpoint, fmt, out, check_images):
+    """Export a CHECKPOINT for deployment, with a parity check against PyTorch.
+
+    \b
+    Examples:
+      fashion export runs/quickstart --format onnx
+      fashion export runs/quickstart/checkpoints/best.pt --format torchscript -o model.ts
+    """
+    from .export import export as run
+
+    _echo_json(run(checkpoint, format=fmt, out=out, check_images=check_images))
+
+
+@cli.command()
+@click.option("--all", "all_plugins", is_flag=True, help="Include the built-in plugins.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(all_plugins, as_json):
+    """List installed plugins and what each registered.
+
+    \b
+    Examples:
+      fashion plugins --all
+      fashion plugins --json
+    """
+    from .plugins import list_plugins
+
+    items = list_plugins(all_plugins=all_plugins)
+    if as_json:
+        return _echo_json(items)
+    if not items:
+        click.echo("No third-party plugins installed (see them all with --all).")
+    for p in items:
+        click.echo(f"{p['name']} {p.get('version', '')}{' (built-in)' if p['builtin'] else ''}")
+        for kind, names in p["registered"].items():
+            click.echo(f"  {kind}: {', '.join(names)}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def recipes(name, overrides):
+    """List the bundled recipes, or print one fully resolved (bases merged, defaults filled).
+
+    \b
+    Examples:
+      fashion recipes
+      fashion recipes quickstart --set train.epochs=1
+    """
+    from . import recipe
+
+    if name is None:
+        for n in recipe.bundled_names():
+            click.echo(n)
+        return
+    click.echo(recipe.dump(recipe.load_recipe(name, overrides)), nl=False)

@@ -1,0 +1,96 @@
+"""Torch datasets and loaders: uint8 images in workers, float normalisation on the device."""
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from .preprocess import resize_rgb
+
+
+def build_augment(image_size, augment):
+    """Train-time augmentation on uint8 CxHxW tensors (torchvision transforms v2)."""
+    augment = augment or {}
+    ops = []
+    scale = augment.get("scale")
+    if scale:
+        ops.append(v2.RandomResizedCrop(image_size, scale=tuple(scale), ratio=tuple(augment.get("ratio", (3 / 4, 4 / 3))), antialias=True))
+    if augment.get("hflip", True):
+        ops.append(v2.RandomHorizontalFlip())
+    if augment.get("rotate"):
+        ops.append(v2.RandomRotation(augment["rotate"]))
+    if augment.get("color_jitter"):
+        j = augment["color_jitter"]
+        ops.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
+    return v2.Compose(ops) if ops else None
+
+
+class CachedImages(Dataset):
+    """Rows of a decoded-once uint8 cache (N,H,W,3) with labels; no JPEG decode per epoch."""
+
+    def __init__(self, array, labels, transform=None, image_size=None):
+        self.array, self.labels, self.transform = array, np.asarray(labels), transform
+        self.image_size = image_size
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        img = np.array(self.array[i])  # a copy: the memmap is read-only and torch wants writable memory
+        if self.image_size and img.shape[0] != self.image_size:
+            img = resize_rgb(img, self.image_size)
+        x = torch.from_numpy(img).permute(2, 0, 1)
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.labels[i])
+
+
+class FileImages(Dataset):
+    """Image files decoded on the fly; an unreadable file yields a blank image and its error."""
+
+    def __init__(self, paths, image_size, labels=None):
+        self.paths, self.image_size, self.labels = list(paths), image_size, labels
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        from .images import read_image
+
+        error = ""
+        try:
+            img = resize_rgb(read_image(self.paths[i]), self.image_size)
+        except Exception as exc:  # reported per row by the caller, never fatal
+            img = np.zeros((self.image_size, self.image_size, 3), np.uint8)
+            error = str(exc) or type(exc).__name__
+        x = torch.from_numpy(img).permute(2, 0, 1)
+        label = -1 if self.labels is None else int(self.labels[i])
+        return x, label, i, error
+
+
+def default_workers():
+    """Leave a core for the main process, which runs the model."""
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def make_loader(dataset, batch_size, shuffle=False, num_workers=None, seed=0, drop_last=False, pin_memory=None):
+    num_workers = default_workers() if num_workers is None else num_workers
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+        drop_last=drop_last,
+        generator=generator,
+    )
+
+
+def resolve_device(device="auto"):
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

@@ -1,0 +1,93 @@
+"""A prepared dataset: the directory `fashion prepare` writes and train/eval read.
+
+    <dir>/dataset.json          {"format_version": 1, "task": "classification", "classes": [...],
+                                 "splits": {"train": n, ...}, "importer", "source", "image_size"}
+    <dir>/<split>.csv           header path,label (absolute path, class name)
+    <dir>/report.json|.md       counts, image sizes, duplicates, dropped files
+    <dir>/cache/<size>/<split>.u8|.json   decoded images (see cache.py)
+"""
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .cache import cached
+from .errors import DataError
+
+FORMAT_VERSION = 1
+
+
+class PreparedDataset:
+    def __init__(self, root, meta):
+        self.root = Path(root)
+        self.meta = meta
+        self.classes = list(meta["classes"])
+        self.class_index = {name: i for i, name in enumerate(self.classes)}
+        self.splits = list(meta["splits"])
+        self.image_size = meta.get("image_size")
+        self._samples = {}
+
+    @classmethod
+    def open(cls, path):
+        root = Path(path)
+        meta_path = root / "dataset.json"
+        if not meta_path.is_file():
+            raise DataError(
+                f"'{root}' is not a prepared dataset (no dataset.json); "
+                f"make one with: fashion prepare SOURCE --out {root}"
+            )
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            version, task = meta["format_version"], meta["task"]
+            meta["classes"], meta["splits"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"'{meta_path}' is damaged ({exc}); run fashion prepare again") from None
+        if version != FORMAT_VERSION:
+            raise DataError(
+                f"'{root}' was prepared in format {version}, this fashion reads {FORMAT_VERSION}; run fashion prepare again"
+            )
+        if task != "classification":
+            raise DataError(f"'{root}' holds a {task} dataset, not a classification one")
+        return cls(root, meta)
+
+    def _check_split(self, split):
+        if split not in self.splits:
+            raise DataError(f"'{self.root}' has no '{split}' split (it has: {', '.join(self.splits) or 'none'})")
+
+    def samples(self, split):
+        """[(absolute image path, label index)] in the order of ``<split>.csv`` and its cache."""
+        self._check_split(split)
+        if split not in self._samples:
+            path = self.root / f"{split}.csv"
+            try:
+                with open(path, newline="", encoding="utf-8") as f:
+                    rows = list(csv.DictReader(f))
+            except OSError as exc:
+                raise DataError(f"cannot read '{path}': {exc.strerror}; run fashion prepare again") from None
+            out = []
+            for line, row in enumerate(rows, start=2):
+                try:
+                    out.append((row["path"], self.class_index[row["label"]]))
+                except KeyError:
+                    raise DataError(
+                        f"{path}:{line}: needs columns path,label with a label from dataset.json, got {dict(row)}"
+                    ) from None
+            self._samples[split] = out
+        return self._samples[split]
+
+    def paths(self, split):
+        return [p for p, _ in self.samples(split)]
+
+    def labels(self, split):
+        return np.array([label for _, label in self.samples(split)], dtype=np.int64)
+
+    def cache(self, split, size=None, workers=None, progress=True):
+        """The split's images as an N x size x size x 3 uint8 array (memmap), built on first use."""
+        size = int(size or self.image_size)
+        return cached(self.paths(split), size, self.root / "cache" / str(size), split,
+                      workers=workers, progress=progress)
+
+    def __repr__(self):
+        counts = ", ".join(f"{s}={n}" for s, n in self.meta["splits"].items())
+        return f"PreparedDataset('{self.root}', {len(self.classes)} classes, {counts})"

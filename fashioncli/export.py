@@ -1,0 +1,157 @@
+"""`fashion export`: a classification checkpoint -> one self-describing file, checked against PyTorch.
+
+The exported model takes uint8 RGB images, N x 3 x S x S (S = image_size, any N), already resized
+by squashing, and returns class probabilities N x C: normalisation and softmax are inside, so a
+consumer only decodes and resizes. The file carries ``file_metadata()`` as JSON: in ONNX
+``metadata_props["fashion"]``, in TorchScript the extra file ``fashion.json``.
+"""
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .checkpoint import resolve_path, run_dir
+from .errors import DataError, ExportError, FashionError
+from .io import atomic_path
+from .predict import CheckpointEngine, check_inputs, decode, iter_inputs
+
+FORMAT_VERSION = 1
+CHECK_IMAGES = 16
+
+
+class Classifier(torch.nn.Module):
+    """uint8 images -> probabilities: preprocess.normalize's arithmetic, the model, softmax."""
+
+    def __init__(self, model, mean, std):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+
+    def forward(self, images):
+        return self.model((images.float() - self.mean) / self.std).softmax(1)
+
+
+def file_metadata(meta, source):
+    """What an exported file says about itself: enough to run it without fashion."""
+    pre = meta["preprocessing"]
+    size = int(pre["image_size"])
+    return {
+        "format_version": FORMAT_VERSION,
+        "fashion_version": __version__,
+        "task": meta.get("task", "classification"),
+        "classes": list(meta["classes"]),
+        "input": {"name": "images", "dtype": "uint8", "layout": "NCHW", "channels": "RGB", "shape": ["N", 3, size, size]},
+        "output": {"name": "probabilities", "dtype": "float32", "shape": ["N", len(meta["classes"])], "softmax": True},
+        "preprocessing": {
+            "image_size": size, "resize": pre.get("resize", "squash"), "mean": list(pre["mean"]),
+            "std": list(pre["std"]), "normalized_in_model": True,
+        },
+        "model": meta.get("model"),
+        "epoch": meta.get("epoch"),
+        "source": str(source),
+    }
+
+
+def default_out(checkpoint, suffix):
+    """<run>/export/model<suffix> for <run>/checkpoints/X.pt; beside any other checkpoint."""
+    return run_dir(checkpoint) / "export" / f"model{suffix}"
+
+
+def _test_split_paths(meta):
+    """Images of the checkpoint's own test split, if its prepared dataset is still there."""
+    from .dataset import PreparedDataset
+
+    root = ((meta.get("recipe") or {}).get("data") or {}).get("root")
+    try:
+        # a few spare paths in case some files have gone missing since prepare
+        return PreparedDataset.open(root).paths("test")[:CHECK_IMAGES * 4] if root else []
+    except DataError:
+        return []
+
+
+def sample_images(check_images, meta, size):
+    """-> (uint8 N x 3 x S x S, where they came from): check images, else the test split, else noise."""
+    if check_images:
+        inputs = check_inputs(check_images)
+        paths, origin = iter_inputs(inputs), "check images"
+    else:
+        paths, origin = _test_split_paths(meta), "test-split images"
+    images = []
+    for path in paths:  # unreadable files test nothing: skip them
+        image, error = decode(path, size)
+        if not error:
+            images.append(image)
+            if len(images) == CHECK_IMAGES:
+                break
+    if not images:
+        if check_images:
+            raise ExportError(f"no readable images among the check images: {', '.join(inputs)}")
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (8, 3, size, size), dtype=np.uint8), "random images (no test split found)"
+    return np.stack(images).transpose(0, 3, 1, 2), origin
+
+
+def check_parity(reference, exported, images, atol):
+    """Run both engines on ``images`` -> {images, max_abs_diff, top1_agreement, atol, ok}."""
+    if exported.classes != reference.classes or exported.image_size != reference.image_size:
+        raise ExportError(f"'{exported.source}' reads back with other classes or image size than the checkpoint")
+    want, got = reference.run(images), exported.run(images)
+    diff = float(np.abs(want - got).max())
+    agreement = float((want.argmax(1) == got.argmax(1)).mean())
+    return {
+        "images": len(images), "max_abs_diff": diff, "top1_agreement": agreement, "atol": atol,
+        "ok": diff <= atol and agreement == 1.0,
+    }
+
+
+def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, atol=1e-3):
+    """Export ``checkpoint`` with the registered exporter ``format`` and check it; -> summary dict.
+
+    The file is written atomically. When the parity check fails it is moved to
+    ``<out stem>.failed<suffix>`` instead, ``out`` is left as it was, and ExportError says so.
+    """
+    from .plugins import get
+
+    exporter = get("exporters").create(format)
+    source = resolve_path(checkpoint)
+    reference = CheckpointEngine(source, device="cpu")
+    meta = reference.meta
+    if meta.get("task", "classification") != "classification":
+        raise ExportError(f"'{source}' is a {meta['task']} checkpoint; export handles single-label classification")
+    out = Path(out) if out else default_out(source, exporter.suffix)
+    images, origin = sample_images(check_images, meta, reference.image_size)
+    module = Classifier(reference.model, meta["preprocessing"]["mean"], meta["preprocessing"]["std"]).eval()
+    # Batch 2, not 1: exporters may specialise a dimension of size 1 and lose the dynamic batch.
+    example = torch.zeros(2, 3, reference.image_size, reference.image_size, dtype=torch.uint8)
+    start = time.perf_counter()
+    with atomic_path(out) as tmp:
+        try:
+            info = exporter.save(module, example, tmp, file_metadata(meta, source), opset=opset) or {}
+        except FashionError:
+            raise
+        except Exception as exc:  # exporter internals raise anything; keep the message, drop the pages
+            first = (str(exc).strip().splitlines() or [""])[0][:500]
+            raise ExportError(
+                f"exporting '{source}' to {format} failed: {type(exc).__name__}: {first}"
+            ) from exc
+        parity = check_parity(reference, exporter.load(tmp), images, atol)
+        if not parity["ok"]:
+            failed = out.with_name(f"{out.stem}.failed{out.suffix}")
+            os.replace(tmp, failed)
+            raise ExportError(
+                f"'{failed}' disagrees with the PyTorch model on {parity['images']} {origin}: "
+                f"max abs difference {parity['max_abs_diff']:.3g} (atol {atol}), top-1 agreement "
+                f"{parity['top1_agreement']:.3f}; the file is kept there for inspection and '{out}' was "
+                f"{'left unchanged' if out.exists() else 'not written'}. Try another --opset or --format, "
+                "or a larger --atol if the difference is harmless"
+            )
+    del parity["ok"]
+    return {
+        "format": format, "path": str(out), "checkpoint": str(source), "classes": len(reference.classes),
+        "image_size": reference.image_size, "bytes": out.stat().st_size, **info,
+        "parity": {**parity, "source": origin}, "seconds": round(time.perf_counter() - start, 2),
+    }

@@ -1,0 +1,122 @@
+"""Reading image files the one way every command shares: bytes -> OpenCV -> HxWx3 uint8 RGB."""
+import io
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import DataError
+
+# What `fashion` looks for in folders; anything else (README, .DS_Store, labels) is ignored.
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm"}
+)
+# A larger header is far more likely a decompression bomb (or a scan) than a clothing photo.
+MAX_PIXELS = 100_000_000
+# Folders that archivers add next to the real data (macOS zips) and that hold fake ._*.jpg files.
+_SKIP_DIRS = {"__MACOSX"}
+
+# Pillow's names of the formats OpenCV decodes (Pillow identifies more, e.g. PSD, ICO, EPS).
+_OPENCV_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM", "JPEG2000", "SUN"}
+# OpenCV >= 4.11 decodes straight to RGB; older ones give BGR and need one conversion.
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+
+
+class ImageError(DataError):
+    """One image cannot be used; the message is the short reason shown in prepare's report."""
+
+
+def read_image(path, max_pixels=MAX_PIXELS):
+    """Read an image file as an HxWx3 uint8 RGB array (EXIF orientation applied).
+
+    The bytes are read by Python, so names that are not valid UTF-8 or contain non-ASCII
+    characters work on every platform (cv2.imread cannot open those on Windows).
+    """
+    return decode_image(read_file(path), max_pixels)
+
+
+def read_file(path):
+    """A file's bytes, or ImageError with the reason it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except IsADirectoryError:
+        raise ImageError("is a folder, not a file") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read file: {exc.strerror or exc}") from None
+
+
+def decode_image(data, max_pixels=MAX_PIXELS):
+    """Decode encoded image bytes; raises ImageError with a one-line reason."""
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    # Pillow's lazy open reads only the header: the size is checked before anything is decoded,
+    # and bytes no known format claims never reach OpenCV (which would log errors of its own).
+    try:
+        header = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise ImageError(f"too large: over {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels (a decompression bomb?)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise ImageError("not a readable image (unknown format or damaged header)") from None
+    _check_pixels(*header.size, max_pixels)
+    if _has_alpha(header):
+        return _decode_with_alpha(header)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise ImageError(f"cannot decode {header.format} data: {str(exc).strip().splitlines()[-1]}") from None
+    if image is None:
+        if header.format not in _OPENCV_FORMATS:
+            raise ImageError(f"{header.format} images are not supported")
+        raise ImageError(f"truncated or corrupt {header.format} data")
+    return image if _IMREAD_RGB is not None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _check_pixels(width, height, max_pixels):
+    if max_pixels and width * height > max_pixels:
+        raise ImageError(
+            f"too large: {width}x{height} = {width * height / 1e6:.0f} megapixels "
+            f"(limit {max_pixels / 1e6:.0f}; a decompression bomb?)"
+        )
+
+
+def _has_alpha(header):
+    return header.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in header.info
+
+
+def _decode_with_alpha(header):
+    """Transparent images (product cut-outs, GIFs) go onto white; OpenCV would expose whatever
+    colour hides under alpha=0, often black, which is not what anyone sees in a viewer."""
+    try:
+        image = ImageOps.exif_transpose(header).convert("RGBA")
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"truncated or corrupt {header.format} data ({exc})") from None
+    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, image).convert("RGB"))
+
+
+def is_image_file(path):
+    name = os.path.basename(path)
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def iter_image_files(root, recursive=True):
+    """Image files under ``root`` in sorted order; hidden files/folders are skipped, symlinked
+    folders are followed once each (a link back to an ancestor cannot loop forever)."""
+    root = Path(root)
+    found = []
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIP_DIRS)
+        found.extend(Path(dirpath) / f for f in filenames if is_image_file(f))
+        if not recursive:
+            break
+    return iter(sorted(found))

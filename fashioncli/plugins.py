@@ -1,0 +1,143 @@
+"""The plugin manager: built-ins and entry-point plugins, loaded once, through the same hooks."""
+import importlib
+import importlib.metadata
+import os
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+from .registry import KINDS, Registry
+
+# Built-in plugins register exactly like third-party ones; only their origin differs.
+BUILTIN_PLUGINS = (
+    "fashion_plugins.models.timm_models",
+    "fashion_plugins.losses.classification",
+    "fashion_plugins.datasets.importers",
+    "fashion_plugins.datasets.synthetic",
+    "fashion_plugins.datasets.public",
+    "fashion_plugins.metrics.classification",
+    "fashion_plugins.exporters.standard",
+)
+
+pm = pluggy.PluginManager("fashion")
+pm.add_hookspecs(hookspecs)
+_registries = None
+
+
+def _plugin_name(plugin):
+    return pm.get_name(plugin) or getattr(plugin, "__name__", repr(plugin))
+
+
+def load_plugins():
+    """Register built-ins and every ``fashion`` entry point once.
+
+    ``FASHION_LOAD_PLUGINS=a,b`` limits third-party plugins to those names ('' loads none).
+    """
+    if getattr(pm, "_fashion_loaded", False):
+        return
+    pm._fashion_loaded = True
+    for mod_name in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(mod_name), name=mod_name)
+    allowed = os.environ.get("FASHION_LOAD_PLUGINS")
+    allowed = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
+    for ep in importlib.metadata.entry_points(group="fashion"):
+        if allowed is not None and ep.name not in allowed:
+            continue
+        if pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken third-party plugin must say who it is
+            raise PluginError(f"plugin '{ep.name}' failed to import: {exc}") from exc
+        pm.register(module, name=ep.name)
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            _versions[ep.name] = dist.version
+    _check_hooks()
+
+
+_versions = {}
+
+
+def _check_hooks():
+    """A misspelled hook (``register_model`` for ``register_models``) is an error, not a silent no-op."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin '{_plugin_name(exc.plugin)}': {exc}") from exc
+
+
+def registries():
+    """kind -> Registry, filled by calling every plugin's register hooks."""
+    global _registries
+    if _registries is None:
+        load_plugins()
+        _registries = _collect()
+    return _registries
+
+
+def _collect():
+    regs = {kind: Registry(kind) for kind in KINDS}
+    for kind in KINDS:
+        hook = getattr(pm.hook, f"register_{kind}")
+        for impl in hook.get_hookimpls():
+            plugin = impl.plugin_name
+
+            def register(name, factory, description=None, _reg=regs[kind], _plugin=plugin, **extra):
+                _reg.add(name, factory, _plugin, description, **extra)
+
+            impl.function(**{name: register for name in impl.argnames})
+    return regs
+
+
+def get(kind):
+    return registries()[kind]
+
+
+def register_plugin(plugin, name=None):
+    """Register a plugin object at run time (tests, notebooks) and refresh the registries."""
+    global _registries
+    load_plugins()
+    pm.register(plugin, name=name)
+    _check_hooks()
+    _registries = None
+    try:
+        registries()
+    except Exception:
+        unregister_plugin(plugin)
+        raise
+
+
+def unregister_plugin(plugin):
+    global _registries
+    pm.unregister(plugin)
+    _registries = None
+
+
+def list_plugins(all_plugins=False):
+    """[{name, version, builtin, hooks, registered: {kind: [names]}}] for ``fashion plugins``."""
+    regs = registries()
+    out = []
+    for plugin in pm.get_plugins():
+        name = _plugin_name(plugin)
+        builtin = name in BUILTIN_PLUGINS
+        if builtin and not all_plugins:
+            continue
+        registered = {
+            kind: [e.name for e in regs[kind] if e.plugin == name] for kind in KINDS
+        }
+        info = {
+            "name": name,
+            "builtin": builtin,
+            "hooks": sorted(h.name for h in pm.get_hookcallers(plugin) or []),
+            "registered": {k: v for k, v in registered.items() if v},
+        }
+        if name in _versions:
+            info["version"] = _versions[name]
+        elif builtin:
+            from . import __version__
+
+            info["version"] = __version__
+        out.append(info)
+    return sorted(out, key=lambda p: (p["builtin"], p["name"]))

@@ -1,0 +1,419 @@
+"""`fashion predict`: top-k labels for any number of images, from a checkpoint or an exported model.
+
+Engines read a model and turn uint8 NCHW batches into class probabilities:
+``CheckpointEngine`` (.pt or run dir) and ``TorchScriptEngine`` (.torchscript, .ts) run in PyTorch,
+``OnnxEngine`` (.onnx) needs only numpy, OpenCV and onnxruntime; torch is imported inside the
+torch engines only, so a deployment with onnxruntime alone can run this module.
+"""
+import csv
+import glob
+import json
+import os
+import time
+import zipfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .errors import CheckpointError, DataError
+from .images import is_image_file, iter_image_files, read_image
+from .preprocess import normalize, resize_rgb
+
+# Where exported models carry their classes and preprocessing (written by fashioncli.export).
+METADATA_KEY = "fashion"  # ONNX metadata_props key, JSON string
+METADATA_FILE = "fashion.json"  # TorchScript _extra_files name
+
+COLUMNS = ("path", "label", "score", "top_labels", "top_scores", "error")
+FORMATS = ("csv", "jsonl")
+
+
+# -- engines -----------------------------------------------------------------
+class Engine:
+    """A model for inference: ``meta`` (classes, preprocessing) and ``run`` on uint8 NCHW batches."""
+
+    kind = ""
+
+    def __init__(self, meta, source):
+        self.meta, self.source = meta, str(source)
+        self.classes = list(meta["classes"])
+        self.image_size = int(meta["preprocessing"]["image_size"])
+
+    def run(self, images):
+        """uint8 N x 3 x S x S (numpy, or a tensor for torch engines) -> float32 N x C probabilities."""
+        raise NotImplementedError
+
+    def batches(self, paths, batch_size, num_workers=None):
+        """Decode ``paths`` (an iterator) -> (paths, uint8 N x 3 x S x S, errors) per batch.
+
+        A thread pool decodes the next batches while the caller runs the current one:
+        OpenCV releases the GIL, so threads overlap decoding with inference.
+        """
+        workers = max(1, os.cpu_count() or 1) if num_workers is None else max(1, num_workers)
+        with ThreadPoolExecutor(workers) as pool:
+            pending = deque()
+            for chunk in _chunks(paths, batch_size):
+                pending.append((chunk, [pool.submit(decode, p, self.image_size) for p in chunk]))
+                if len(pending) > 2:
+                    yield _collect(*pending.popleft())
+            while pending:
+                yield _collect(*pending.popleft())
+
+
+class OnnxEngine(Engine):
+    """An exported .onnx model in onnxruntime; ``threads`` sets its intra-op thread count."""
+
+    kind = "onnx"
+
+    def __init__(self, path, device="auto", threads=None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=_ort_providers(ort, device))
+        except Exception as exc:  # onnxruntime raises its own types for unreadable graphs
+            raise CheckpointError(f"cannot load ONNX model '{path}': {exc}") from None
+        meta = _parse_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
+        super().__init__(meta, path)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, images):
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(images, dtype=np.uint8)})[0]
+
+
+def _ort_providers(ort, device):
+    available = ort.get_available_providers()
+    device = str(device or "auto")
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise CheckpointError(f"device '{device}': this onnxruntime has no CUDA provider (has: {', '.join(available)})")
+        index = int(device.partition(":")[2] or 0)
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    if device != "auto":
+        raise CheckpointError(f"device '{device}' is not usable with an ONNX model; use auto, cpu or cuda[:N]")
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+def _parse_metadata(text, path):
+    if not text:
+        raise CheckpointError(f"'{path}' has no fashion metadata (classes, preprocessing); export it with `fashion export`")
+    try:
+        meta = json.loads(text)
+        meta["classes"], meta["preprocessing"]["image_size"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"'{path}' has damaged fashion metadata ({exc}); export it again") from None
+    return meta
+
+
+class _TorchEngine(Engine):
+    """Shared by the torch engines: decoding in DataLoader workers via data.FileImages."""
+
+    @staticmethod
+    def _device(device, threads):
+        import torch
+
+        from .data import resolve_device
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        return resolve_device(device)
+
+    def _forward(self, x):
+        raise NotImplementedError
+
+    def run(self, images):
+        import torch
+
+        with torch.inference_mode():
+            x = torch.as_tensor(images).to(self.device, non_blocking=True)
+            return self._forward(x).float().cpu().numpy()
+
+    def batches(self, paths, batch_size, num_workers=None, chunk=4096):
+        from .data import FileImages, make_loader
+
+        # FileImages is map-style: feed it the stream a chunk at a time so memory stays flat.
+        for part in _chunks(paths, max(chunk, batch_size)):
+            loader = make_loader(FileImages(part, self.image_size), batch_size, num_workers=num_workers)
+            for images, _, index, errors in loader:
+                yield [part[i] for i in index.tolist()], images, list(errors)
+
+
+class CheckpointEngine(_TorchEngine):
+    """A training checkpoint (.pt or run dir): softmax(model(normalize(x))), as evaluation does."""
+
+    kind = "checkpoint"
+
+    def __init__(self, path, device="auto", threads=None):
+        from .checkpoint import load_model, resolve_path
+
+        path = resolve_path(path)
+        self.device = self._device(device, threads)
+        self.model, meta = load_model(path, self.device)
+        super().__init__(meta, path)
+        self.mean, self.std = meta["preprocessing"]["mean"], meta["preprocessing"]["std"]
+
+    def _forward(self, x):
+        return self.model(normalize(x, self.mean, self.std)).softmax(1)
+
+
+class TorchScriptEngine(_TorchEngine):
+    """A .torchscript file from `fashion export`: normalisation and softmax are inside it."""
+
+    kind = "torchscript"
+
+    def __init__(self, path, device="auto", threads=None):
+        import warnings
+
+        import torch
+
+        self.device = self._device(device, threads)
+        files = {METADATA_FILE: ""}
+        try:
+            with warnings.catch_warnings():  # torch.jit is deprecated upstream; the format is still wanted
+                warnings.simplefilter("ignore", FutureWarning)
+                self.module = torch.jit.load(str(path), map_location=self.device, _extra_files=files)
+        except Exception as exc:
+            raise CheckpointError(f"cannot load TorchScript model '{path}': {exc}") from None
+        super().__init__(_parse_metadata(files[METADATA_FILE], path), path)
+
+    def _forward(self, x):
+        return self.module(x)
+
+
+def open_engine(model, device="auto", threads=None):
+    """The engine for ``model``: an .onnx export, a TorchScript export (any suffix), else a checkpoint or run dir."""
+    path = Path(model)
+    if not path.exists():
+        raise CheckpointError(f"model '{model}' does not exist")
+    if path.suffix.lower() == ".onnx":
+        return OnnxEngine(path, device, threads)
+    if _is_torchscript(path):
+        return TorchScriptEngine(path, device, threads)
+    return CheckpointEngine(path, device, threads)
+
+
+def _is_torchscript(path):
+    """A TorchScript export is a zip holding <name>/extra/fashion.json (a .pt checkpoint is a zip without it)."""
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith(f"/extra/{METADATA_FILE}") for n in z.namelist())
+
+
+# -- images ------------------------------------------------------------------
+def decode(path, size):
+    """-> (size x size x 3 uint8, error string); an unreadable file gives a blank image and its reason."""
+    try:
+        return resize_rgb(read_image(path), size), ""
+    except Exception as exc:  # reported in the row, never fatal
+        return np.zeros((size, size, 3), np.uint8), str(exc) or type(exc).__name__
+
+
+def _collect(paths, futures):
+    images, errors = zip(*(f.result() for f in futures))
+    return paths, np.stack(images).transpose(0, 3, 1, 2), list(errors)
+
+
+def _chunks(iterable, n):
+    it = iter(iterable)
+    while chunk := list(islice(it, n)):
+        yield chunk
+
+
+def _is_pattern(arg):
+    return any(c in arg for c in "*?[")
+
+
+def check_inputs(inputs):
+    """-> the inputs as a list of strings; fails before any work when one is neither an existing
+    path nor a glob pattern."""
+    inputs = [str(inputs)] if isinstance(inputs, (str, os.PathLike)) else [str(a) for a in inputs]
+    if not inputs:
+        raise DataError("no inputs: pass image files, folders, glob patterns or a .txt list of paths")
+    for arg in inputs:
+        if not os.path.exists(arg) and not _is_pattern(arg):
+            raise DataError(f"input '{arg}' does not exist (pass files, folders, glob patterns or a .txt list)")
+    return inputs
+
+
+def iter_inputs(inputs):
+    """Image paths from files, folders (recursive), glob patterns and .txt lists, lazily.
+
+    Files named explicitly (or listed in a .txt, one path a line, relative to the current
+    directory) are kept whatever their type, so an unreadable one gets an error row;
+    folders and patterns yield image files only.
+    """
+    for arg in check_inputs(inputs):
+        if os.path.isdir(arg):
+            yield from map(str, iter_image_files(arg))
+        elif arg.lower().endswith(".txt") and os.path.isfile(arg):
+            with open(arg, encoding="utf-8") as f:
+                yield from (line.strip() for line in f if line.strip())
+        elif os.path.exists(arg):
+            yield arg
+        else:
+            for match in glob.iglob(arg, recursive=True):
+                if os.path.isdir(match):
+                    yield from map(str, iter_image_files(match))
+                elif is_image_file(match):
+                    yield match
+
+
+def _key(path):
+    return os.path.abspath(path)
+
+
+def _unique(paths, done, stats):
+    """Drop repeated paths and, when resuming, paths whose rows are already written."""
+    seen = set()
+    for path in paths:
+        key = _key(path)
+        if key in done:
+            stats["skipped"] += 1
+        elif key in seen:
+            stats["duplicates"] += 1
+        else:
+            seen.add(key)
+            yield path
+
+
+# -- output ------------------------------------------------------------------
+def output_format(out, fmt=None):
+    fmt = (fmt or Path(out).suffix.lstrip(".") or "csv").lower()
+    fmt = {"json": "jsonl", "ndjson": "jsonl"}.get(fmt, fmt)
+    if fmt not in FORMATS:
+        raise DataError(f"unknown output format '{fmt}' for '{out}'; use .csv or .jsonl (or --format csv|jsonl)")
+    return fmt
+
+
+def _truncate_partial(path, block=1 << 16):
+    """Cut a line a crash left half-written: keep everything up to the last newline -> new size."""
+    with open(path, "rb+") as f:
+        end = f.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:  # scan back from the end: the file may be far larger than memory wants
+            start = max(0, pos - block)
+            f.seek(start)
+            newline = f.read(pos - start).rfind(b"\n")
+            if newline >= 0:
+                pos = start + newline + 1
+                break
+            pos = start
+        if pos < end:
+            f.truncate(pos)
+        return pos
+
+
+def read_done(out, fmt):
+    """Paths already in ``out`` (after cutting a partial last line) -> set of keys."""
+    if not os.path.exists(out) or _truncate_partial(out) == 0:
+        return set()
+    done = set()
+    with open(out, newline="", encoding="utf-8") as f:
+        if fmt == "csv":
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != COLUMNS:
+                raise DataError(
+                    f"cannot resume '{out}': its columns are {','.join(reader.fieldnames or [])}, "
+                    f"expected {','.join(COLUMNS)}; write to a new file or drop --resume"
+                )
+            done.update(_key(row["path"]) for row in reader)
+        else:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    done.add(_key(json.loads(line)["path"]))
+                except (ValueError, KeyError, TypeError):
+                    raise DataError(f"cannot resume '{out}': line {line_no} is not a prediction row") from None
+    return done
+
+
+class RowWriter:
+    """Appends rows to CSV or JSONL and flushes each batch, so a crash loses at most one batch."""
+
+    def __init__(self, out, fmt, append):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        # Not an atomic write: rows must reach the file as they are made, for --resume.
+        self.file = open(out, "a" if append else "w", newline="", encoding="utf-8")
+        self.fmt = fmt
+        if fmt == "csv":
+            self.csv = csv.writer(self.file)
+            if self.file.tell() == 0:
+                self.csv.writerow(COLUMNS)
+
+    def write(self, rows):
+        for row in rows:
+            if self.fmt == "csv":
+                self.csv.writerow([
+                    row["path"], row["label"] or "", "" if row["score"] is None else row["score"],
+                    json.dumps(row["top_labels"], ensure_ascii=False, separators=(",", ":")),
+                    json.dumps(row["top_scores"], separators=(",", ":")),
+                    row["error"] or "",
+                ])
+            else:
+                self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
+def _rows(paths, probs, errors, classes, k):
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    for path, p, idx, error in zip(paths, probs, top, errors):
+        if error:
+            yield {"path": path, "label": None, "score": None, "top_labels": [], "top_scores": [],
+                   "error": " ".join(error.split())}  # one line: rows are line-based
+        else:
+            scores = [round(float(p[i]), 6) for i in idx]
+            labels = [classes[i] for i in idx]
+            yield {"path": path, "label": labels[0], "score": scores[0], "top_labels": labels,
+                   "top_scores": scores, "error": None}
+
+
+# -- entry -------------------------------------------------------------------
+def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, num_workers=None,
+            device="auto", threads=None):
+    """Write one row per input image to ``out`` (CSV or JSONL) and return a summary.
+
+    Rows: path, label, score (top-1 probability), top_labels, top_scores (top-k lists; JSON
+    text in CSV), error (why a file could not be read; such rows have no label). Paths are
+    de-duplicated in order; ``resume`` keeps the rows already in ``out`` and skips their paths.
+    """
+    if topk < 1 or batch_size < 1:
+        raise DataError(f"topk and batch_size must be at least 1 (got {topk}, {batch_size})")
+    fmt = output_format(out, fmt)
+    inputs = check_inputs(inputs)
+    engine = open_engine(model, device=device, threads=threads)
+    k = min(topk, len(engine.classes))
+    done = read_done(out, fmt) if resume else set()
+    stats = {"rows": 0, "errors": 0, "duplicates": 0, "skipped": 0}
+    paths = _unique(iter_inputs(inputs), done, stats)
+    start = time.perf_counter()
+    writer = RowWriter(out, fmt, append=resume)
+    try:
+        with tqdm(desc="predict", unit="img", disable=None) as bar:
+            for batch_paths, images, errors in engine.batches(paths, batch_size, num_workers):
+                rows = list(_rows(batch_paths, engine.run(images), errors, engine.classes, k))
+                writer.write(rows)
+                stats["rows"] += len(rows)
+                stats["errors"] += sum(1 for e in errors if e)
+                bar.update(len(rows))
+    finally:
+        writer.close()
+    seconds = time.perf_counter() - start
+    if stats["rows"] == 0 and not done:
+        raise DataError(f"no images found in: {', '.join(inputs)}")
+    return {
+        "out": str(out), "format": fmt, "model": engine.source, "engine": engine.kind, "topk": k,
+        **stats, "seconds": round(seconds, 3),
+        "images_per_second": round(stats["rows"] / seconds, 1) if seconds > 0 else None,
+    }

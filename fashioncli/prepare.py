@@ -1,0 +1,287 @@
+"""`fashion prepare`: any supported source -> a prepared classification dataset (see dataset.py).
+
+import (plugin) -> clean (subset, duplicates) -> split -> decode every image once into the
+cache, dropping unreadable ones -> <split>.csv, report, dataset.json (written last: a
+directory without it is not a prepared dataset, so an interrupted run is never mistaken for one).
+"""
+import csv
+import inspect
+import json
+import os
+import shutil
+import statistics
+import time
+import zlib
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .cache import build_cache, default_workers, keep_rows, open_cache
+from .dataset import FORMAT_VERSION
+from .errors import DataError, PluginError, did_you_mean
+from .importing import SPLITS, Imported
+
+# What prepare itself writes into <out>; anything else there means --out points at the wrong folder.
+_LAYOUT = {"dataset.json", "report.json", "report.md", "cache", "images", *(f"{s}.csv" for s in SPLITS)}
+
+
+def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_fraction=0.1, seed=0,
+            classes=None, workers=None, progress=True, **importer_args):
+    """Import ``source`` into the prepared directory ``out``; returns a summary dict.
+
+    importer: a registered dataset importer name; None picks one from the source (a folder of
+        class folders, a .csv/.parquet table, Fashion-MNIST IDX files, 'synthetic', ...).
+    val_fraction, test_fraction: share of images that get no split from the source, assigned by a
+        seeded split stratified per class. Splits the source gives are kept; when it gives train
+        but no val (or test), that split is carved out of train with its fraction.
+    classes: keep only these classes (list, or comma-separated names).
+    importer_args: passed to the importer (e.g. image_col=..., download=True).
+    """
+    started = time.perf_counter()
+    image_size = int(image_size)
+    if image_size < 8:
+        raise DataError(f"image_size must be at least 8, not {image_size}")
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DataError("val_fraction and test_fraction must be >= 0 and add up to less than 1")
+    workers = workers or default_workers()
+    out = Path(out).absolute()
+    name, entry = _pick_importer(source, importer)
+    _claim_out(out, source)
+
+    imported = _run_importer(entry, source, out, importer_args)
+    class_names, samples, problems = _clean(imported, classes)
+    splits = assign_splits(samples, val_fraction, test_fraction, seed)
+
+    cache_dir = out / "cache" / str(image_size)
+    infos = {}  # split -> cache metadata (source shape and SHA-1 of each kept row)
+    for split in list(splits):
+        rows = splits[split]
+        errors = build_cache([p for p, _ in rows], image_size, cache_dir, split, workers=workers, progress=progress)
+        problems += [{"path": rows[i][0], "reason": e} for i, e in enumerate(errors) if e]
+        keep = [i for i, e in enumerate(errors) if e is None]
+        if len(keep) < len(rows):
+            rows = splits[split] = [rows[i] for i in keep]
+            keep_rows(cache_dir, split, keep, [p for p, _ in rows])
+        if not rows:
+            del splits[split]
+            for suffix in (".u8", ".json"):
+                (cache_dir / f"{split}{suffix}").unlink(missing_ok=True)
+            continue
+        infos[split] = open_cache(cache_dir, split)[1]
+    if "train" not in splits:
+        raise DataError(f"no readable training images in '{source}' ({len(problems)} files could not be used)")
+
+    present = {label for rows in splits.values() for _, label in rows}
+    notes = [f"class '{c}' has no readable images and was left out" for c in class_names if c not in present]
+    class_names = [c for c in class_names if c in present]
+    for split, rows in splits.items():
+        _write_csv(out / f"{split}.csv", rows)
+    source_str = str(Path(source).absolute()) if Path(str(source)).exists() else str(source)  # 'synthetic'
+    report = _report(splits, infos, class_names, problems, notes, name, source_str, image_size)
+    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    (out / "report.md").write_text(_markdown(report), encoding="utf-8")
+    meta = {
+        "format_version": FORMAT_VERSION, "task": "classification", "classes": class_names,
+        "splits": {s: len(rows) for s, rows in splits.items()},
+        "importer": name, "source": source_str, "image_size": image_size,
+    }
+    tmp = out / "dataset.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, out / "dataset.json")
+    return {
+        "out": str(out), "importer": name, "classes": class_names, "splits": meta["splits"],
+        "counts": report["counts"], "problems": len(problems),
+        "duplicates_across_splits": len(report["duplicates"]["across_splits"]),
+        "image_size": image_size, "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _pick_importer(source, importer):
+    from .plugins import get
+
+    datasets = get("datasets")
+    if importer is not None:
+        return importer, datasets.get(importer)
+    scores = []
+    for entry in datasets:
+        detect = entry.extra.get("detect")
+        if detect is None:
+            continue
+        try:
+            scores.append((detect(source) or 0, entry.name))
+        except Exception as exc:  # a plugin's bug must name the plugin, not look like bad data
+            raise PluginError(f"dataset importer '{entry.name}' (plugin '{entry.plugin}') failed to inspect '{source}': {exc}") from exc
+    score, best = max(scores, default=(0, None))
+    if score <= 0:
+        if not Path(str(source)).exists():
+            raise DataError(f"source '{source}' not found (a folder, a .csv/.parquet table, or 'synthetic')")
+        raise DataError(f"cannot tell how to read '{source}'; pass an importer (known: {', '.join(datasets.names())})")
+    return best, datasets.get(best)
+
+
+def _claim_out(out, source):
+    """Refuse to write into a folder prepare did not make; clear what a previous run left."""
+    src = Path(str(source)).absolute()
+    if src.is_dir() and (out == src or src in out.parents):
+        raise DataError(f"--out '{out}' is inside the source folder '{src}'; choose a folder outside it")
+    if out.exists():
+        if not out.is_dir():
+            raise DataError(f"--out '{out}' is a file; choose a folder")
+        strangers = sorted(p.name for p in out.iterdir() if p.name not in _LAYOUT)
+        if strangers:
+            raise DataError(
+                f"--out '{out}' already holds files prepare did not write ({', '.join(strangers[:3])}); "
+                "choose a new or empty folder"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dataset.json").unlink(missing_ok=True)  # first: the folder is not a dataset until done
+    shutil.rmtree(out / "cache", ignore_errors=True)
+    for split in SPLITS:
+        (out / f"{split}.csv").unlink(missing_ok=True)
+
+
+def _run_importer(entry, source, out, args):
+    # Importers that write files (IDX -> PNG, drawn images) declare an `out` parameter.
+    entry.check_args(args, injected=("source", "out"))
+    if "out" in inspect.signature(entry.factory).parameters:
+        args = {**args, "out": str(out)}
+    imported = entry.factory(str(source), **args)
+    if not isinstance(imported, Imported):
+        raise PluginError(f"dataset importer '{entry.name}' returned {type(imported).__name__}, not Imported")
+    return imported
+
+
+def _clean(imported, classes):
+    """Class subset, unknown labels and repeated paths -> (classes, [(path, label, split)], problems)."""
+    problems = list(imported.problems)
+    names = list(dict.fromkeys(imported.classes))
+    if classes is not None:
+        wanted = [c.strip() for c in classes.split(",")] if isinstance(classes, str) else [str(c) for c in classes]
+        unknown = [c for c in wanted if c not in names]
+        if unknown:
+            raise DataError(
+                f"class '{unknown[0]}' is not in the dataset{did_you_mean(unknown[0], names)}; classes: {', '.join(names)}"
+            )
+        names = [c for c in names if c in set(wanted)]  # the importer's order, not the request's
+    known = set(names)
+    seen, samples = {}, []
+    for path, label, split in imported.samples:
+        if label not in known:
+            if classes is None:
+                problems.append({"path": path, "reason": f"label '{label}' is not one of the importer's classes"})
+            continue  # a class left out on purpose is not a problem
+        if path in seen:
+            note = "" if seen[path] == label else f" with labels '{seen[path]}' and '{label}'"
+            problems.append({"path": path, "reason": f"listed twice{note}; kept the first"})
+            continue
+        seen[path] = label
+        samples.append((path, label, split))
+    return names, samples, problems
+
+
+def assign_splits(samples, val_fraction, test_fraction, seed):
+    """[(path, label, split or None)] -> {split: [(path, label)]} in input order, empty splits left out."""
+    given = defaultdict(list)
+    for path, label, split in samples:
+        given[split].append((path, label))
+    free = given.pop(None, [])
+    fractions = {"val": val_fraction, "test": test_fraction}
+    if given:  # the source has splits: only those it lacks are made, from train
+        fractions = {s: f for s, f in fractions.items() if s not in given}
+        if fractions:
+            free += given.pop("train", [])
+    chosen = stratified_split(free, fractions, seed)
+    order = {path: i for i, (path, _, _) in enumerate(samples)}
+    for split, rows in chosen.items():
+        given[split] = sorted(given[split] + rows, key=lambda r: order[r[0]])
+    return {s: given[s] for s in SPLITS if given.get(s)}
+
+
+def stratified_split(rows, fractions, seed):
+    """Seeded split of [(path, label)] into train + fractions' splits, the same share in every class.
+
+    Each class is shuffled with its own generator (seed, class name): adding or removing a class
+    leaves the other classes' splits unchanged. Every class keeps at least one training image.
+    """
+    by_class = defaultdict(list)
+    for row in rows:
+        by_class[row[1]].append(row)
+    out = defaultdict(list)
+    for label, members in sorted(by_class.items()):
+        members.sort()
+        rng = np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
+        members = [members[i] for i in rng.permutation(len(members))]
+        n = len(members)
+        counts = {s: int(n * f + 0.5) for s, f in fractions.items()}
+        while n - sum(counts.values()) < 1 and any(counts.values()):
+            counts[max(counts, key=counts.get)] -= 1
+        start = 0
+        for split, k in counts.items():
+            out[split] += members[start:start + k]
+            start += k
+        out["train"] += members[start:]
+    return out
+
+
+def _write_csv(path, rows):
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["path", "label"])
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _report(splits, infos, classes, problems, notes, importer, source, image_size):
+    counts = {s: {c: 0 for c in classes} for s in splits}
+    for split, rows in splits.items():
+        counts[split].update(Counter(label for _, label in rows))
+    shapes = np.array([shape for meta in infos.values() for shape in meta["shapes"]]).reshape(-1, 2)
+    stats = {
+        axis: {"min": int(col.min()), "median": float(statistics.median(col.tolist())), "max": int(col.max())}
+        for axis, col in (("height", shapes[:, 0]), ("width", shapes[:, 1]))
+    }
+    copies = defaultdict(list)
+    for split, rows in splits.items():
+        for (path, label), sha1 in zip(rows, infos[split]["sha1"]):
+            copies[sha1].append({"path": path, "split": split, "label": label})
+    across = [{"sha1": h, "files": files} for h, files in copies.items() if len({f["split"] for f in files}) > 1]
+    within = sum(len(files) - len({f["split"] for f in files}) for files in copies.values())
+    return {
+        "source": source, "importer": importer, "image_size": image_size, "classes": classes,
+        "splits": {s: len(rows) for s, rows in splits.items()}, "counts": counts,
+        "image_sizes": stats,
+        "duplicates": {"across_splits": across, "extra_copies_within_splits": within},
+        "problems": problems, "notes": notes,
+    }
+
+
+def _markdown(report, limit=50):
+    splits = list(report["splits"])
+    lines = [
+        "# Prepared dataset report", "",
+        f"Source: `{report['source']}` (importer `{report['importer']}`), cached at {report['image_size']} px.", "",
+        "| class | " + " | ".join(splits) + " | total |",
+        "|---|" + "---:|" * (len(splits) + 1),
+    ]
+    for c in report["classes"]:
+        row = [report["counts"][s][c] for s in splits]
+        lines.append(f"| {c} | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
+    totals = [report["splits"][s] for s in splits]
+    lines.append("| **total** | " + " | ".join(map(str, totals)) + f" | {sum(totals)} |")
+    sizes = report["image_sizes"]
+    lines += ["", "## Image sizes (pixels)", "", "| | min | median | max |", "|---|---:|---:|---:|"]
+    lines += [f"| {axis} | {s['min']} | {s['median']:g} | {s['max']} |" for axis, s in sizes.items()]
+    dup = report["duplicates"]
+    lines += ["", "## Duplicates", "",
+              f"{len(dup['across_splits'])} images appear in more than one split (identical bytes); "
+              f"{dup['extra_copies_within_splits']} extra copies within a split."]
+    for group in dup["across_splits"][:limit]:
+        lines.append("- " + ", ".join(f"`{f['path']}` ({f['split']}, {f['label']})" for f in group["files"]))
+    lines += ["", "## Problems", "", f"{len(report['problems'])} files were left out."]
+    lines += [f"- `{p['path']}`: {p['reason']}" for p in report["problems"][:limit]]
+    if len(report["problems"]) > limit:
+        lines.append(f"- ... {len(report['problems']) - limit} more in report.json")
+    lines += [f"- {note}" for note in report["notes"]]
+    return "\n".join(lines) + "\n"

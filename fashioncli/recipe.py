@@ -1,0 +1,374 @@
+"""Recipes: YAML with `base:` inheritance, `--set a.b=c` overrides and strict validation.
+
+Recipes are data only: YAML goes through ``yaml.safe_load`` and nothing in a recipe is executed.
+"""
+import copy
+import importlib.resources
+import math
+import urllib.request
+from pathlib import Path
+from urllib.parse import urljoin
+
+import yaml
+
+from .errors import RecipeError, did_you_mean
+
+MAX_BASE_DEPTH = 16
+
+
+# ---------------------------------------------------------------- loading
+
+def bundled_dir():
+    return Path(str(importlib.resources.files("fashion_recipes")))
+
+
+def bundled_names():
+    root = bundled_dir()
+    return sorted(p.stem for p in root.glob("*.yaml"))
+
+
+def _is_url(spec):
+    return str(spec).startswith(("http://", "https://"))
+
+
+def _locate(spec, relative_to=None):
+    """A URL, or an existing file, or a bundled recipe ('name', 'name.yaml', '_base/x.yaml')."""
+    if relative_to is not None and not _is_url(spec) and not Path(spec).is_absolute():
+        if _is_url(relative_to):
+            return urljoin(relative_to, spec)
+        sibling = Path(relative_to).parent / spec
+        if sibling.is_file():
+            return str(sibling)
+    if _is_url(spec) or Path(spec).is_file():
+        return spec
+    bundled = bundled_dir() / (spec if spec.endswith(".yaml") else f"{spec}.yaml")
+    if bundled.is_file():
+        return str(bundled)
+    names = bundled_names()
+    raise RecipeError(
+        f"recipe '{spec}' is neither a file nor a bundled recipe{did_you_mean(spec, names)}; bundled: {', '.join(names)}"
+    )
+
+
+def _read(spec, relative_to=None):
+    """-> (dict, location) for a bundled name, a path or an http(s) URL."""
+    location = _locate(str(spec), relative_to)
+    if _is_url(location):
+        try:
+            with urllib.request.urlopen(location, timeout=15) as resp:
+                text = resp.read(4 * 1024 * 1024).decode("utf-8")
+        except Exception as exc:
+            raise RecipeError(f"cannot fetch recipe '{location}': {exc}") from None
+    else:
+        text = Path(location).read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"recipe '{location}' is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe '{location}' must be a mapping of keys, not {type(data).__name__}")
+    return data, location
+
+
+def merge(base, delta):
+    """Deep merge: dicts merge, lists and scalars replace."""
+    out = copy.deepcopy(base)
+    for key, value in delta.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _resolve_bases(data, location, depth=0, seen=()):
+    if depth > MAX_BASE_DEPTH or location in seen:
+        raise RecipeError(f"base: recipe '{location}' inherits from itself or nests deeper than {MAX_BASE_DEPTH}")
+    bases = data.pop("base", None)
+    if bases is None:
+        return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise RecipeError(f"base: in '{location}' must be a path or a list of paths")
+    merged = {}
+    for b in bases:
+        bdata, bloc = _read(b, relative_to=location)
+        merged = merge(merged, _resolve_bases(bdata, bloc, depth + 1, seen + (location,)))
+    return merge(merged, data)
+
+
+def parse_override(text):
+    """'a.b.c=value' -> (['a','b','c'], value parsed as YAML)."""
+    if "=" not in text:
+        raise RecipeError(f"--set '{text}': expected KEY=VALUE, e.g. --set train.epochs=3")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise RecipeError(f"--set '{text}': empty part in key '{key}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(data, overrides):
+    for text in overrides or ():
+        parts, value = parse_override(text)
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                if part in node and node[part] is not None:
+                    raise RecipeError(f"--set {text}: '{'.'.join(parts[:i + 1])}' is not a mapping")
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return data
+
+
+def load_recipe(spec, overrides=(), validate_components=True):
+    """Bundled name, path or URL -> the resolved, validated recipe dict."""
+    data, location = _read(spec)
+    data = _resolve_bases(data, location)
+    data = apply_overrides(data, overrides)
+    return validate(data, check_components=validate_components)
+
+
+def dump(recipe):
+    return yaml.safe_dump(recipe, sort_keys=False, default_flow_style=None)
+
+
+# ---------------------------------------------------------------- validation
+# Leaves are validators: (value, dotted_path) -> coerced value.
+
+def _number(kind):
+    def check(value, path):
+        if isinstance(value, bool):
+            raise RecipeError(f"{path}: expected a number, got {value!r}")
+        try:
+            # PyYAML reads 1e-3 as a string; accept it, refuse words.
+            num = float(value)
+        except (TypeError, ValueError):
+            raise RecipeError(f"{path}: expected a number, got {value!r}") from None
+        if not math.isfinite(num):
+            raise RecipeError(f"{path}: expected a finite number, got {value!r}")
+        if kind is int:
+            if num != int(num):
+                raise RecipeError(f"{path}: expected a whole number, got {value!r}")
+            return int(num)
+        return num
+    return check
+
+
+def _positive(check):
+    def wrapped(value, path):
+        value = check(value, path)
+        if value <= 0:
+            raise RecipeError(f"{path}: must be greater than 0, got {value!r}")
+        return value
+    return wrapped
+
+
+def _nonneg(check):
+    def wrapped(value, path):
+        value = check(value, path)
+        if value < 0:
+            raise RecipeError(f"{path}: must be 0 or more, got {value!r}")
+        return value
+    return wrapped
+
+
+INT, FLOAT = _number(int), _number(float)
+POS_INT, POS_FLOAT = _positive(INT), _positive(FLOAT)
+NONNEG_INT, NONNEG_FLOAT = _nonneg(INT), _nonneg(FLOAT)
+
+
+def STR(value, path):
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise RecipeError(f"{path}: expected text, got {value!r}")
+    return str(value)
+
+
+def BOOL(value, path):
+    if not isinstance(value, bool):
+        raise RecipeError(f"{path}: expected true or false, got {value!r}")
+    return value
+
+
+def ANY(value, path):
+    return value
+
+
+def choice(*options):
+    def check(value, path):
+        if value not in options:
+            raise RecipeError(f"{path}: '{value}' is not one of {', '.join(map(str, options))}{did_you_mean(value, options)}")
+        return value
+    return check
+
+
+def either(*checks):
+    def check(value, path):
+        errors = []
+        for c in checks:
+            try:
+                return c(value, path)
+            except RecipeError as exc:
+                errors.append(str(exc).split(": ", 1)[-1])
+        raise RecipeError(f"{path}: {' or '.join(errors)}")
+    return check
+
+
+def list_of(item, length=None):
+    def check(value, path):
+        if not isinstance(value, (list, tuple)):
+            raise RecipeError(f"{path}: expected a list, got {value!r}")
+        if length is not None and len(value) != length:
+            raise RecipeError(f"{path}: expected {length} values, got {len(value)}")
+        return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return check
+
+
+def optional(check):
+    def wrapped(value, path):
+        return None if value is None else check(value, path)
+    return wrapped
+
+
+class Component:
+    """{name, args}: name must be registered in ``kind``; args must fit the factory."""
+
+    def __init__(self, kind, injected=()):
+        self.kind, self.injected = kind, injected
+
+
+COMPONENT_KEYS = ("name", "args")
+
+SCHEMA = {
+    "task": choice("classification"),
+    "description": STR,
+    "data": {
+        "root": STR,
+        "image_size": POS_INT,
+        "batch_size": POS_INT,
+        "eval_batch_size": POS_INT,
+        "num_workers": optional(NONNEG_INT),
+        "train_split": STR,
+        "val_split": STR,
+        "test_split": STR,
+        "augment": {
+            "hflip": BOOL,
+            "scale": optional(list_of(POS_FLOAT, 2)),
+            "ratio": list_of(POS_FLOAT, 2),
+            "rotate": NONNEG_FLOAT,
+            "color_jitter": NONNEG_FLOAT,
+        },
+    },
+    "model": Component("models", injected=("num_classes",)),
+    "loss": Component("losses"),
+    "optimizer": {
+        "name": choice("sgd", "adam", "adamw"),
+        "lr": POS_FLOAT,
+        "weight_decay": NONNEG_FLOAT,
+        "momentum": NONNEG_FLOAT,
+        "nesterov": BOOL,
+        "betas": list_of(NONNEG_FLOAT, 2),
+    },
+    "scheduler": {
+        "name": choice("none", "cosine", "step", "exponential", "onecycle"),
+        "warmup_epochs": NONNEG_FLOAT,
+        "min_lr": NONNEG_FLOAT,
+        "step_size": POS_INT,
+        "gamma": POS_FLOAT,
+        "pct_start": POS_FLOAT,
+    },
+    "train": {
+        "epochs": POS_INT,
+        "seed": INT,
+        "device": STR,
+        "amp": either(BOOL, choice("auto")),
+        "deterministic": BOOL,
+        "channels_last": BOOL,
+        "compile": BOOL,
+        "grad_clip": optional(POS_FLOAT),
+        "early_stopping": {"patience": optional(POS_INT), "monitor": STR, "mode": choice("max", "min")},
+    },
+    "eval": {"topk": POS_INT, "split": STR},
+    "output": {"dir": STR, "name": optional(STR)},
+}
+
+DEFAULTS = {
+    "task": "classification",
+    "data": {
+        "image_size": 160, "batch_size": 32, "num_workers": None,
+        "train_split": "train", "val_split": "val", "test_split": "test",
+        "augment": {"hflip": True, "scale": [0.6, 1.0], "ratio": [0.75, 1.3333], "rotate": 0, "color_jitter": 0},
+    },
+    "loss": {"name": "cross_entropy", "args": {}},
+    "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "momentum": 0.9, "nesterov": False, "betas": [0.9, 0.999]},
+    "scheduler": {"name": "cosine", "warmup_epochs": 0, "min_lr": 0, "step_size": 10, "gamma": 0.1, "pct_start": 0.3},
+    "train": {
+        "epochs": 10, "seed": 0, "device": "auto", "amp": "auto", "deterministic": False,
+        "channels_last": True, "compile": False, "grad_clip": None,
+        "early_stopping": {"patience": None, "monitor": "val_accuracy", "mode": "max"},
+    },
+    "eval": {"topk": 5, "split": "test"},
+    "output": {"dir": "runs", "name": None},
+}
+REQUIRED = ("data.root", "model")
+
+
+def _validate(value, schema, path, check_components):
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            raise RecipeError(f"{path or 'recipe'}: expected a mapping, got {value!r}")
+        out = {}
+        for key, sub in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key not in schema:
+                raise RecipeError(f"{where}: unknown key{did_you_mean(key, schema)}; allowed here: {', '.join(schema)}")
+            out[key] = _validate(sub, schema[key], where, check_components)
+        return out
+    if isinstance(schema, Component):
+        return _validate_component(value, schema, path, check_components)
+    return schema(value, path)
+
+
+def _validate_component(value, schema, path, check_components):
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict) or "name" not in value:
+        raise RecipeError(f"{path}: expected {{name: ..., args: {{...}}}}")
+    unknown = [k for k in value if k not in COMPONENT_KEYS]
+    if unknown:
+        raise RecipeError(f"{path}.{unknown[0]}: unknown key{did_you_mean(unknown[0], COMPONENT_KEYS)}; allowed: name, args")
+    args = value.get("args") or {}
+    if not isinstance(args, dict):
+        raise RecipeError(f"{path}.args: expected a mapping, got {args!r}")
+    out = {"name": STR(value["name"], f"{path}.name"), "args": args}
+    if check_components:
+        from .errors import UnknownNameError
+        from .plugins import get
+
+        try:
+            entry = get(schema.kind).get(out["name"])
+        except UnknownNameError as exc:
+            raise RecipeError(f"{path}.name: {exc}") from None
+        entry.check_args(args, injected=schema.injected, where=path)
+    return out
+
+
+def validate(data, check_components=True):
+    """Defaults filled in, unknown keys refused by dotted path, numbers coerced, components checked."""
+    recipe = merge(DEFAULTS, data)
+    recipe = _validate(recipe, SCHEMA, "", check_components)
+    for dotted in REQUIRED:
+        node = recipe
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            raise RecipeError(f"{dotted}: required key is missing")
+    return recipe

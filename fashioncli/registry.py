@@ -1,0 +1,82 @@
+"""Named factories per component kind, filled by plugins through the register hooks."""
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import PluginError, RecipeError, UnknownNameError, did_you_mean
+
+KINDS = ("models", "losses", "datasets", "metrics", "exporters")
+SINGULAR = {"models": "model", "losses": "loss", "datasets": "dataset", "metrics": "metric", "exporters": "exporter"}
+
+
+@dataclass
+class Entry:
+    name: str
+    factory: Callable
+    plugin: str
+    kind: str
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def check_args(self, args, injected=(), where=None):
+        """Fail before any work if ``args`` do not fit the factory's signature."""
+        where = where or f"{self.kind}.{self.name}"
+        sig = inspect.signature(self.factory)
+        params = sig.parameters
+        takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        for key in args:
+            if key in injected:
+                raise RecipeError(f"{where}.args.{key}: set by fashion itself, remove it from the recipe")
+            if key not in params and not takes_kwargs:
+                known = [p for p in params if p not in injected and params[p].kind is not inspect.Parameter.VAR_POSITIONAL]
+                raise RecipeError(
+                    f"{where}.args.{key}: unknown argument{did_you_mean(key, known)}; "
+                    f"'{self.name}' takes: {', '.join(known) or 'no arguments'}"
+                )
+        missing = [
+            n for n, p in params.items()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and n not in args and n not in injected
+        ]
+        if missing:
+            raise RecipeError(f"{where}.args: '{self.name}' needs {', '.join(missing)}")
+
+
+class Registry:
+    """One kind of component: name -> Entry. Duplicates are errors naming both plugins."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        self._entries = {}
+
+    def add(self, name, factory, plugin, description=None, **extra):
+        if not callable(factory):
+            raise PluginError(f"plugin '{plugin}' registered {SINGULAR[self.kind]} '{name}' with a non-callable factory")
+        if name in self._entries:
+            other = self._entries[name].plugin
+            raise PluginError(
+                f"{SINGULAR[self.kind]} '{name}' is registered twice: by plugin '{other}' and by plugin '{plugin}'"
+            )
+        doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
+        self._entries[name] = Entry(name, factory, plugin, self.kind, doc, extra)
+
+    def get(self, name):
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            known = sorted(self._entries)
+            raise UnknownNameError(
+                f"unknown {SINGULAR[self.kind]} '{name}'{did_you_mean(name, known)}; known: {', '.join(known)}"
+            ) from None
+
+    def create(self, name, *args, **kwargs):
+        return self.get(name).factory(*args, **kwargs)
+
+    def names(self):
+        return sorted(self._entries)
+
+    def __contains__(self, name):
+        return name in self._entries
+
+    def __iter__(self):
+        return iter(self._entries.values())

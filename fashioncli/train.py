@@ -1,0 +1,265 @@
+"""`fashion train`: one recipe -> a run directory with checkpoints, metrics, curves and the resolved recipe."""
+import csv
+import io
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import recipe as recipes
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import CachedImages, build_augment, make_loader, resolve_device
+from .dataset import PreparedDataset
+from .errors import FashionError
+from .io import write_text
+from .optim import build_optimizer, build_scheduler
+from .plugins import get
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
+
+
+def seed_everything(seed, deterministic=False):
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
+def run_directory(recipe, spec, resume=False):
+    """runs/<name>; a new run never overwrites an old one (name-2, name-3, ...).
+
+    A recipe saved in a run directory (runs/X/recipe.yaml) names that run: --resume continues it,
+    a plain rerun goes to runs/X-2.
+    """
+    spec_path = Path(str(spec))
+    if spec_path.name == "recipe.yaml" and (spec_path.parent / "checkpoints").is_dir():
+        root, name = spec_path.parent.parent, recipe["output"]["name"] or spec_path.parent.name
+    else:
+        root, name = Path(recipe["output"]["dir"]), recipe["output"]["name"] or spec_path.stem
+    path = root / name
+    if resume:
+        if not (path / "checkpoints" / "last.pt").is_file():
+            raise FashionError(f"--resume: no run to resume at '{path}' (no checkpoints/last.pt)")
+        return path
+    n = 2
+    while path.exists():
+        path, n = root / f"{name}-{n}", n + 1
+    return path
+
+
+def amp_dtype(setting, device):
+    """bf16 where the GPU has it, fp16 otherwise; none on CPU unless asked for."""
+    if setting is False or (setting == "auto" and device.type != "cuda"):
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
+class Trainer:
+    """Holds the state that a checkpoint must capture to resume a run exactly."""
+
+    def __init__(self, recipe, run_dir, progress=True):
+        self.recipe, self.run_dir, self.progress = recipe, Path(run_dir), progress
+        d, t = recipe["data"], recipe["train"]
+        seed_everything(t["seed"], t["deterministic"])
+        self.device = resolve_device(t["device"])
+        self.data = PreparedDataset.open(d["root"])
+        self.classes = self.data.classes
+        size = d["image_size"]
+        # The model first: a wrong backbone or missing weights fail before caches are built.
+        m = recipe["model"]
+        self.model = get("models").create(m["name"], num_classes=len(self.classes), **m["args"])
+
+        train_split = d["train_split"]
+        self.train_set = CachedImages(
+            self.data.cache(train_split, size), self.data.labels(train_split), build_augment(size, d["augment"])
+        )
+        self.val_split = d["val_split"] if d["val_split"] in self.data.splits else None
+        self.train_loader = make_loader(
+            self.train_set, d["batch_size"], shuffle=True, num_workers=d["num_workers"], seed=t["seed"], drop_last=len(self.train_set) > d["batch_size"]
+        )
+        self.val_loader = None
+        if self.val_split:
+            val_set = CachedImages(self.data.cache(self.val_split, size), self.data.labels(self.val_split))
+            self.val_loader = make_loader(val_set, d.get("eval_batch_size") or d["batch_size"] * 2, num_workers=d["num_workers"])
+
+        pre = getattr(self.model, "fashion_preprocessing", {})
+        self.mean, self.std = pre.get("mean", IMAGENET_MEAN), pre.get("std", IMAGENET_STD)
+        self.memory_format = torch.channels_last if t["channels_last"] else torch.contiguous_format
+        self.model.to(self.device, memory_format=self.memory_format)
+        self.forward = torch.compile(self.model) if t["compile"] else self.model
+        self.criterion = get("losses").create(recipe["loss"]["name"], **recipe["loss"]["args"]).to(self.device)
+        self.optimizer = build_optimizer(self.model.parameters(), recipe["optimizer"])
+        self.scheduler = build_scheduler(
+            self.optimizer, recipe["scheduler"], t["epochs"], len(self.train_loader), recipe["optimizer"]["lr"]
+        )
+        self.amp = amp_dtype(t["amp"], self.device)
+        self.scaler = torch.amp.GradScaler(enabled=self.amp is torch.float16)
+        self.epoch, self.best, self.stale, self.history = 0, None, 0, []
+
+    # -- state -------------------------------------------------------------
+    def meta(self, metrics):
+        return {
+            "task": self.recipe["task"],
+            "classes": self.classes,
+            "model": self.recipe["model"],
+            "preprocessing": {
+                "image_size": self.recipe["data"]["image_size"], "mean": list(self.mean), "std": list(self.std),
+                "resize": "squash", "layout": "RGB",
+            },
+            "recipe": self.recipe,
+            "epoch": self.epoch,
+            "metrics": metrics,
+        }
+
+    def save(self, name, metrics):
+        save_checkpoint(
+            self.run_dir / "checkpoints" / f"{name}.pt", self.model, self.meta(metrics),
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(), epoch=self.epoch, best=self.best, stale=self.stale,
+            history=self.history, torch_rng=torch.get_rng_state(),
+        )
+
+    def restore(self):
+        payload, _ = load_checkpoint(self.run_dir / "checkpoints" / "last.pt")
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        sched = payload["scheduler"]
+        self.scheduler.load_state_dict(sched)
+        self.scaler.load_state_dict(payload["scaler"])
+        self.epoch, self.best, self.stale = payload["epoch"], payload["best"], payload["stale"]
+        self.history = payload["history"]
+        torch.set_rng_state(payload["torch_rng"])
+
+    # -- loops -------------------------------------------------------------
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext()
+
+    def inputs(self, x):
+        x = x.to(self.device, non_blocking=True)
+        return normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
+
+    def train_epoch(self):
+        self.model.train()
+        # Reseeding per epoch makes the data order a function of (seed, epoch): resume replays it.
+        self.train_loader.generator.manual_seed(self.recipe["train"]["seed"] * 1000 + self.epoch)
+        clip = self.recipe["train"]["grad_clip"]
+        total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{self.recipe['train']['epochs']}",
+                   disable=not self.progress, leave=False, dynamic_ncols=True)
+        for x, y in bar:
+            y = y.to(self.device, non_blocking=True)
+            with self.autocast():
+                logits = self.forward(self.inputs(x))
+                loss = self.criterion(logits, y)
+            if not torch.isfinite(loss):
+                raise FashionError(
+                    f"loss became {loss.item()} at epoch {self.epoch + 1}; lower optimizer.lr or set train.grad_clip "
+                    f"(the last good checkpoint is {self.run_dir / 'checkpoints' / 'last.pt'})"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            n = y.numel()
+            total_loss += loss.item() * n
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += n
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+        elapsed = time.perf_counter() - start
+        return {"train_loss": total_loss / max(1, seen), "train_accuracy": correct / max(1, seen),
+                "train_img_per_s": seen / elapsed if elapsed else 0.0}
+
+    def validate(self):
+        if self.val_loader is None:
+            return {}
+        from .evaluate import classification_metrics, run_classifier
+
+        logits, targets = run_classifier(self.model, self.val_loader, self.device, self.mean, self.std,
+                                         memory_format=self.memory_format, autocast=self.autocast)
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets).item()
+        metrics = classification_metrics(logits, targets, self.classes, topk=self.recipe["eval"]["topk"])
+        return {"val_loss": loss, **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}}
+
+    def improved(self, metrics):
+        es = self.recipe["train"]["early_stopping"]
+        value = metrics.get(es["monitor"])
+        if value is None:
+            known = ", ".join(k for k, v in metrics.items() if isinstance(v, float))
+            raise FashionError(f"train.early_stopping.monitor: '{es['monitor']}' is not measured; measured: {known}")
+        better = self.best is None or (value > self.best if es["mode"] == "max" else value < self.best)
+        if better:
+            self.best, self.stale = value, 0
+        else:
+            self.stale += 1
+        return better
+
+    def fit(self):
+        t = self.recipe["train"]
+        patience = t["early_stopping"]["patience"]
+        if self.val_loader is None and t["early_stopping"]["monitor"].startswith("val_"):
+            t["early_stopping"].update(monitor="train_loss", mode="min")
+        while self.epoch < t["epochs"]:
+            row = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+            row.update(self.train_epoch())
+            row.update(self.validate())
+            self.epoch += 1
+            best = self.improved(row)
+            self.history.append(row)
+            self.write_metrics()
+            self.save("last", row)
+            if best:
+                self.save("best", row)
+            self.report(row, best)
+            if patience and self.stale >= patience:
+                tqdm.write(f"early stopping: {t['early_stopping']['monitor']} has not improved for {patience} epochs")
+                break
+        return self.summary()
+
+    # -- outputs -----------------------------------------------------------
+    def write_metrics(self):
+        keys = list(dict.fromkeys(k for row in self.history for k in row))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.history)
+        write_text(self.run_dir / "metrics.csv", buf.getvalue())
+        try:
+            from .plots import plot_curves
+
+            plot_curves(self.run_dir / "metrics.csv", self.run_dir / "curves.png")
+        except ImportError:  # matplotlib is optional for training itself
+            pass
+
+    def report(self, row, best):
+        parts = [f"epoch {row['epoch']}/{self.recipe['train']['epochs']}"]
+        parts += [f"{k}={v:.4f}" for k, v in row.items() if k not in ("epoch", "lr") and isinstance(v, float)]
+        tqdm.write("  ".join(parts) + ("  *best*" if best else ""))
+
+    def summary(self):
+        es = self.recipe["train"]["early_stopping"]
+        return {"run_dir": str(self.run_dir), "epochs": self.epoch, "best": {es["monitor"]: self.best},
+                "last": self.history[-1] if self.history else {}}
+
+
+def train(recipe, spec="run", resume=False, progress=True):
+    """Train from a resolved recipe (``spec`` is where it came from); returns a summary."""
+    run_dir = run_directory(recipe, spec, resume)
+    trainer = Trainer(recipe, run_dir, progress=progress)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
+    if resume:
+        trainer.restore()
+    return trainer.fit()

@@ -1,0 +1,64 @@
+"""Built-in exporters: ONNX and TorchScript.
+
+An exporter factory returns an object with:
+  ``suffix``                                    default file suffix
+  ``save(module, example, path, metadata, opset=None) -> dict | None``
+      write ``module`` (uint8 N x 3 x S x S -> probabilities N x C; ``example`` is a batch of 2)
+      to ``path`` with the JSON-able ``metadata`` inside the file; return extra summary facts
+  ``load(path)`` -> a ``fashioncli.predict.Engine`` that runs the file, for the parity check
+"""
+import json
+import warnings
+
+import torch
+
+from fashioncli import hookimpl
+from fashioncli.errors import ExportError
+from fashioncli.predict import METADATA_FILE, METADATA_KEY, OnnxEngine, TorchScriptEngine
+
+
+class OnnxExporter:
+    """ONNX for onnxruntime and friends; metadata in metadata_props["fashion"]."""
+
+    suffix = ".onnx"
+
+    def save(self, module, example, path, metadata, opset=None):
+        # The torch.export-based exporter (dynamo=True): the one torch >= 2.9 supports and defaults
+        # to. The TorchScript-based one is faster here (~0.2 s against ~5 s) but deprecated and
+        # slated for removal; the parity check guards either way.
+        program = torch.onnx.export(
+            module, (example,), None, dynamo=True, opset_version=opset, verbose=False,
+            input_names=[metadata["input"]["name"]], output_names=[metadata["output"]["name"]],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+        )
+        program.model.metadata_props[METADATA_KEY] = json.dumps(metadata)
+        program.save(str(path))
+        return {"opset": program.model.opset_imports.get("")}
+
+    def load(self, path):
+        return OnnxEngine(path, device="cpu")
+
+
+class TorchScriptExporter:
+    """TorchScript (traced) for libtorch and torch.jit.load; metadata in the extra file fashion.json."""
+
+    suffix = ".torchscript"
+
+    def save(self, module, example, path, metadata, opset=None):
+        if opset is not None:
+            raise ExportError("--opset applies to ONNX only; drop it for torchscript")
+        with warnings.catch_warnings():  # torch.jit is deprecated upstream; the format is still wanted
+            warnings.simplefilter("ignore", FutureWarning)
+            # check_trace=False: the parity check runs the saved file on real images instead
+            traced = torch.jit.trace(module, example, check_trace=False)
+            with open(path, "wb") as f:  # a file object: the archive's inner folder is not named after a temp file
+                torch.jit.save(traced, f, _extra_files={METADATA_FILE: json.dumps(metadata)})
+
+    def load(self, path):
+        return TorchScriptEngine(path, device="cpu")
+
+
+@hookimpl
+def register_exporters(register):
+    register("onnx", OnnxExporter)
+    register("torchscript", TorchScriptExporter)

@@ -1,0 +1,1 @@
+"""Recipes bundled with fashion (YAML)."""

