@@ -42,7 +42,7 @@ def timed(fn):
     return n / (time.perf_counter() - start)
 
 
-def plain_train(train_dir, args, indices):
+def plain_train(train_dir, args):
     """What a user writes: ImageFolder + transforms + timm + AdamW."""
     import timm
     from torchvision import datasets, transforms
@@ -51,10 +51,10 @@ def plain_train(train_dir, args, indices):
         transforms.RandomResizedCrop(args.image_size, scale=(0.5, 1.0)), transforms.RandomHorizontalFlip(),
         transforms.ToTensor(), transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     ])
-    ds = torch.utils.data.Subset(datasets.ImageFolder(train_dir, tf), indices)
+    ds = datasets.ImageFolder(train_dir, tf)
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                                          drop_last=True, persistent_workers=args.workers > 0)
-    model = timm.create_model(args.backbone, num_classes=len(ds.dataset.classes))
+    model = timm.create_model(args.backbone, num_classes=len(ds.classes))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
 
@@ -76,7 +76,7 @@ def fashion_train(prepared, args, workdir):
     from fashioncli.recipe import load_recipe
     from fashioncli.train import train
 
-    spec = "efficientnet_lite0_finetune_clothing-small"
+    spec = "efficientnet_lite0_finetune_clothing-small"  # the settings of the real recipe, on the subset
     recipe = load_recipe(spec, [f"data.root={prepared}", f"data.image_size={args.image_size}",
                                 f"data.batch_size={args.batch_size}", f"data.num_workers={args.workers}",
                                 f"model.args.backbone={args.backbone}", "model.args.pretrained=false",
@@ -110,69 +110,62 @@ def forward_only(run_dir, files, args):
 
 def main():
     args = parse()
-    from fashioncli.prepare import prepare
     from fashioncli.dataset import PreparedDataset
+    from fashioncli.predict import predict
+    from fashioncli.prepare import prepare
 
     with tempfile.TemporaryDirectory() as work:
-        prepared = Path(work) / "prepared"
-        src = args.data
-        prepare(src, str(prepared), image_size=args.image_size)
-        ds = PreparedDataset.open(prepared)
-        if src == "synthetic":
-            src = str(prepared / "images")
-        # Both loops see the same images: the first --limit of the train split (fashion subsets via a CSV).
-        train_rows = ds.samples("train")[: args.limit]
-        sub = Path(work) / "subset"
-        _write_subset(prepared, sub, train_rows, ds)
-        indices = _imagefolder_indices(ds, train_rows)
+        work = Path(work)
+        src = Path(args.data)
+        if args.data == "synthetic":
+            prepare("synthetic", str(work / "synthetic"), image_size=args.image_size, progress=False)
+            src = work / "synthetic" / "images"
+        # Both loops train on the very same files: an evenly spaced subset of each class, linked.
+        subset = link_subset(src, work / "subset", args.limit)
+        prepared = work / "prepared"
+        prepare(str(subset), str(prepared), image_size=args.image_size, progress=False)
+        n_train = len(PreparedDataset.open(prepared).samples("train"))
 
-        plain = plain_train(_train_dir(src), args, indices)
-        ours, run_dir = fashion_train(sub, args, work)
+        plain = plain_train(subset / "train", args)
+        ours, run_dir = fashion_train(prepared, args, work)
 
-        files = ds.paths("test")
+        files = sorted(str(p) for p in (subset / "test").rglob("*") if p.is_file())
         ceiling = forward_only(run_dir, files, args)
-        from fashioncli.predict import predict
+        predict(run_dir, files[:64], work / "warm.csv", batch_size=args.batch_size, num_workers=args.workers)
+        summary = predict(run_dir, files, work / "preds.csv", batch_size=args.batch_size, num_workers=args.workers)
+        pred = summary["images_per_second"]
 
-        out = Path(work) / "preds.csv"
-        predict(run_dir, files[:64], Path(work) / "warm.csv", batch_size=args.batch_size, num_workers=args.workers)
-        pred = timed(lambda: predict(run_dir, files, out, batch_size=args.batch_size,
-                                     num_workers=args.workers)["rows"] and len(files))
-
-    cpu = platform.processor() or platform.machine()
-    print(f"\nmachine: {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"\nmachine: {os.cpu_count()} cores ({platform.machine()}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; {time.strftime('%Y-%m-%d')}")
     print(f"model {args.backbone} @ {args.image_size}px, batch {args.batch_size}, workers {args.workers}, "
-          f"train images/epoch {len(indices)}, predict images {len(files)}, data {args.data}")
-    print(f"{'measure':<34}{'fashion':>10}{'baseline':>10}{'ratio':>8}")
-    print(f"{'train img/s (vs ImageFolder+timm)':<34}{ours:>10.1f}{plain:>10.1f}{ours / plain:>8.2f}")
-    print(f"{'predict img/s (vs forward-only)':<34}{pred:>10.1f}{ceiling:>10.1f}{pred / ceiling:>8.2f}")
+          f"{n_train} training images, {len(files)} predict images, data {args.data}")
+    print(f"{'measure':<36}{'fashion':>10}{'baseline':>10}{'ratio':>8}")
+    print(f"{'train img/s (vs ImageFolder + timm)':<36}{ours:>10.1f}{plain:>10.1f}{ours / plain:>8.2f}")
+    print(f"{'predict img/s (vs forward-only)':<36}{pred:>10.1f}{ceiling:>10.1f}{pred / ceiling:>8.2f}")
     print("command: python " + " ".join([sys.argv[0]] + sys.argv[1:]))
 
 
-def _train_dir(src):
-    src = Path(src)
-    return src / "train" if (src / "train").is_dir() else src
-
-
-def _write_subset(prepared, sub, rows, ds):
-    """A prepared dataset holding only ``rows`` of train (val = a few rows) sharing the same files."""
-    import json
-    import shutil
-
-    sub.mkdir(parents=True)
-    meta = json.loads((prepared / "dataset.json").read_text())
-    val = ds.samples("val")[:64]
-    meta["splits"] = {"train": len(rows), "val": len(val)}
-    (sub / "dataset.json").write_text(json.dumps(meta))
-    for split, items in (("train", rows), ("val", val)):
-        with open(sub / f"{split}.csv", "w") as f:
-            f.write("path,label\n" + "".join(f'"{p}",{ds.classes[y]}\n' for p, y in items))
-    del shutil
-
-
-def _imagefolder_indices(ds, rows):
-    from torchvision import datasets
-
-    return list(range(len(rows)))  # placeholder, replaced below
+def link_subset(src, dst, limit):
+    """dst/{train,val,test}/<class>/ symlinks: about ``limit`` train images spread over the classes."""
+    splits = {"train": src / "train", "val": src / "validation", "test": src / "test"}
+    if not splits["train"].is_dir():  # a flat folder of class folders (the synthetic set)
+        splits = {"train": src, "val": src, "test": src}
+    if not splits["val"].is_dir():
+        splits["val"] = src / "val"
+    classes = sorted(p.name for p in splits["train"].iterdir() if p.is_dir())
+    budget = {"train": limit, "val": 10 * len(classes), "test": 400}
+    for split, root in splits.items():
+        per_class = max(1, budget[split] // len(classes))
+        for c in classes:
+            files = sorted(p for p in (root / c).iterdir() if p.is_file())
+            if root == src:  # one folder serves all splits: disjoint slices
+                third = len(files) // 3
+                files = {"train": files[:third], "val": files[third:2 * third], "test": files[2 * third:]}[split]
+            step = max(1, len(files) // per_class)
+            (dst / split / c).mkdir(parents=True, exist_ok=True)
+            for f in files[::step][:per_class]:
+                (dst / split / c / f.name).symlink_to(f.resolve())
+    return dst
 
 
 if __name__ == "__main__":

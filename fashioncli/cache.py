@@ -61,21 +61,24 @@ def build_cache(paths, size, out_dir, name, workers=2, progress=True):
         if rows is not None:
             rows.flush()
         del rows
-        meta = {
-            "version": CACHE_VERSION, "count": n, "size": size,
-            "ok": [e is None for e in errors], "paths_key": paths_key(paths),
-            "shapes": shapes, "sha1": hashes,
-            "errors": [[i, e] for i, e in enumerate(errors) if e is not None],
-        }
-        os.replace(tmp, out_dir / f"{name}.u8")
+        _replace_data(tmp, out_dir, name)
     finally:
         tmp.unlink(missing_ok=True)
-    _write_json(out_dir / f"{name}.json", meta)
+    _write_json(out_dir / f"{name}.json", {
+        "version": CACHE_VERSION, "count": n, "size": size,
+        "ok": [e is None for e in errors], "paths_key": paths_key(paths),
+        "shapes": shapes, "sha1": hashes,
+        "errors": [[i, e] for i, e in enumerate(errors) if e is not None],
+    })
     return errors
 
 
 def open_cache(out_dir, name):
-    """(read-only array N x size x size x 3, metadata) of a built cache; DataError if absent or cut short."""
+    """(array N x size x size x 3, metadata) of a built cache; DataError if absent or cut short.
+
+    The memmap is copy-on-write: consumers may treat rows as ordinary writable arrays (torch
+    wants those), and nothing they do reaches the file.
+    """
     out_dir = Path(out_dir)
     data_path, meta_path = out_dir / f"{name}.u8", out_dir / f"{name}.json"
     try:
@@ -87,10 +90,12 @@ def open_cache(out_dir, name):
     expected = int(np.prod(shape))
     actual = data_path.stat().st_size if data_path.exists() else -1
     if actual != expected:
-        raise DataError(f"image cache '{data_path}' is incomplete ({actual} of {expected} bytes); delete it to rebuild")
+        raise DataError(
+            f"image cache '{data_path}' is incomplete ({actual} of {expected} bytes); delete it to rebuild"
+        )
     if n == 0:  # mmap cannot map an empty file
         return np.zeros(shape, np.uint8), meta
-    return np.memmap(data_path, np.uint8, "r", shape=shape), meta
+    return np.memmap(data_path, np.uint8, "c", shape=shape), meta
 
 
 def cached(paths, size, out_dir, name, workers=None, progress=True):
@@ -98,7 +103,7 @@ def cached(paths, size, out_dir, name, workers=None, progress=True):
     paths = [str(p) for p in paths]
     try:
         rows, meta = open_cache(out_dir, name)
-        fresh = meta.get("version") == CACHE_VERSION and meta["size"] == size and meta.get("paths_key") == paths_key(paths)
+        fresh = (meta.get("version"), meta["size"], meta.get("paths_key")) == (CACHE_VERSION, size, paths_key(paths))
     except DataError:
         fresh = False
     if not fresh:
@@ -134,7 +139,7 @@ def keep_rows(out_dir, name, keep, paths):
         if dst is not None:
             dst.flush()
         del dst, src
-        os.replace(tmp, out_dir / f"{name}.u8")
+        _replace_data(tmp, out_dir, name)
     finally:
         tmp.unlink(missing_ok=True)
     picked = keep.tolist()
@@ -158,6 +163,13 @@ def _create(path, n, size):
         path.write_bytes(b"")
         return None
     return np.memmap(path, np.uint8, "w+", shape=(n, size, size, 3))
+
+
+def _replace_data(tmp, out_dir, name):
+    # The old metadata goes first, so no reader can pair it with the new rows; the new metadata
+    # is written last, and until then the cache reads as absent.
+    (out_dir / f"{name}.json").unlink(missing_ok=True)
+    os.replace(tmp, out_dir / f"{name}.u8")
 
 
 def _write_json(path, obj):

@@ -35,7 +35,7 @@ class PreparedDataset:
         if not meta_path.is_file():
             raise DataError(
                 f"'{root}' is not a prepared dataset (no dataset.json); "
-                f"make one with: fashion prepare SOURCE --out {root}"
+                f"make one with: fashion prepare SOURCE {root}"
             )
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -45,7 +45,8 @@ class PreparedDataset:
             raise DataError(f"'{meta_path}' is damaged ({exc}); run fashion prepare again") from None
         if version != FORMAT_VERSION:
             raise DataError(
-                f"'{root}' was prepared in format {version}, this fashion reads {FORMAT_VERSION}; run fashion prepare again"
+                f"'{root}' was prepared in format {version}, this fashion reads {FORMAT_VERSION}; "
+                "run fashion prepare again"
             )
         if task != "classification":
             raise DataError(f"'{root}' holds a {task} dataset, not a classification one")

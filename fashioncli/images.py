@@ -58,14 +58,15 @@ def decode_image(data, max_pixels=MAX_PIXELS):
     try:
         header = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
-        raise ImageError(f"too large: over {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels (a decompression bomb?)") from None
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+        raise ImageError(f"too large: over {limit:.0f} megapixels (a decompression bomb?)") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise ImageError("not a readable image (unknown format or damaged header)") from None
     _check_pixels(*header.size, max_pixels)
     if _has_alpha(header):
         return _decode_with_alpha(header)
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if _IMREAD_RGB is None else _IMREAD_RGB)
     except cv2.error as exc:
         raise ImageError(f"cannot decode {header.format} data: {str(exc).strip().splitlines()[-1]}") from None
     if image is None:

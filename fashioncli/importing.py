@@ -30,8 +30,8 @@ class Imported:
     """A source dataset, as listed by an importer (nothing decoded yet).
 
     classes: class names in the order label indices should follow.
-    samples: (image path, class name, split or None); split is one of SPLITS, None = let
-        ``prepare`` assign it.
+    samples: (image path, class name, split or None); split is one of SPLITS or an alias
+        ('validation', 'valid', ...), None = let ``prepare`` assign it.
     problems: [{"path", "reason"}] for entries the importer already had to drop.
     """
 

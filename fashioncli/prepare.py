@@ -20,9 +20,9 @@ import numpy as np
 from .cache import build_cache, default_workers, keep_rows, open_cache
 from .dataset import FORMAT_VERSION
 from .errors import DataError, PluginError, did_you_mean
-from .importing import SPLITS, Imported
+from .importing import SPLITS, Imported, normalize_split
 
-# What prepare itself writes into <out>; anything else there means --out points at the wrong folder.
+# What prepare itself writes into <out>; anything else there means OUT points at the wrong folder.
 _LAYOUT = {"dataset.json", "report.json", "report.md", "cache", "images", *(f"{s}.csv" for s in SPLITS)}
 
 
@@ -51,24 +51,9 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
 
     imported = _run_importer(entry, source, out, importer_args)
     class_names, samples, problems = _clean(imported, classes)
-    splits = assign_splits(samples, val_fraction, test_fraction, seed)
+    splits = _assign_splits(samples, val_fraction, test_fraction, seed)
 
-    cache_dir = out / "cache" / str(image_size)
-    infos = {}  # split -> cache metadata (source shape and SHA-1 of each kept row)
-    for split in list(splits):
-        rows = splits[split]
-        errors = build_cache([p for p, _ in rows], image_size, cache_dir, split, workers=workers, progress=progress)
-        problems += [{"path": rows[i][0], "reason": e} for i, e in enumerate(errors) if e]
-        keep = [i for i, e in enumerate(errors) if e is None]
-        if len(keep) < len(rows):
-            rows = splits[split] = [rows[i] for i in keep]
-            keep_rows(cache_dir, split, keep, [p for p, _ in rows])
-        if not rows:
-            del splits[split]
-            for suffix in (".u8", ".json"):
-                (cache_dir / f"{split}{suffix}").unlink(missing_ok=True)
-            continue
-        infos[split] = open_cache(cache_dir, split)[1]
+    infos = _cache_splits(splits, out / "cache" / str(image_size), image_size, workers, progress, problems)
     if "train" not in splits:
         raise DataError(f"no readable training images in '{source}' ({len(problems)} files could not be used)")
 
@@ -97,6 +82,26 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
     }
 
 
+def _cache_splits(splits, cache_dir, size, workers, progress, problems):
+    """Decode every split into its cache once; unreadable images leave ``splits`` (in place) for
+    ``problems``. Returns {split: cache metadata} (source shape and SHA-1 of every kept row)."""
+    infos = {}
+    for split, rows in list(splits.items()):
+        errors = build_cache([p for p, _ in rows], size, cache_dir, split, workers=workers, progress=progress)
+        problems += [{"path": rows[i][0], "reason": e} for i, e in enumerate(errors) if e]
+        keep = [i for i, e in enumerate(errors) if e is None]
+        if not keep:
+            del splits[split]
+            for suffix in (".u8", ".json"):
+                (cache_dir / f"{split}{suffix}").unlink()
+            continue
+        if len(keep) < len(rows):
+            rows = splits[split] = [rows[i] for i in keep]
+            keep_rows(cache_dir, split, keep, [p for p, _ in rows])
+        infos[split] = open_cache(cache_dir, split)[1]
+    return infos
+
+
 def _pick_importer(source, importer):
     from .plugins import get
 
@@ -111,7 +116,9 @@ def _pick_importer(source, importer):
         try:
             scores.append((detect(source) or 0, entry.name))
         except Exception as exc:  # a plugin's bug must name the plugin, not look like bad data
-            raise PluginError(f"dataset importer '{entry.name}' (plugin '{entry.plugin}') failed to inspect '{source}': {exc}") from exc
+            raise PluginError(
+                f"dataset importer '{entry.name}' (plugin '{entry.plugin}') failed to inspect '{source}': {exc}"
+            ) from exc
     score, best = max(scores, default=(0, None))
     if score <= 0:
         if not Path(str(source)).exists():
@@ -124,14 +131,14 @@ def _claim_out(out, source):
     """Refuse to write into a folder prepare did not make; clear what a previous run left."""
     src = Path(str(source)).absolute()
     if src.is_dir() and (out == src or src in out.parents):
-        raise DataError(f"--out '{out}' is inside the source folder '{src}'; choose a folder outside it")
+        raise DataError(f"OUT '{out}' is inside the source folder '{src}'; choose a folder outside it")
     if out.exists():
         if not out.is_dir():
-            raise DataError(f"--out '{out}' is a file; choose a folder")
+            raise DataError(f"OUT '{out}' is a file; choose a folder")
         strangers = sorted(p.name for p in out.iterdir() if p.name not in _LAYOUT)
         if strangers:
             raise DataError(
-                f"--out '{out}' already holds files prepare did not write ({', '.join(strangers[:3])}); "
+                f"OUT '{out}' already holds files prepare did not write ({', '.join(strangers[:3])}); "
                 "choose a new or empty folder"
             )
     out.mkdir(parents=True, exist_ok=True)
@@ -161,12 +168,17 @@ def _clean(imported, classes):
         unknown = [c for c in wanted if c not in names]
         if unknown:
             raise DataError(
-                f"class '{unknown[0]}' is not in the dataset{did_you_mean(unknown[0], names)}; classes: {', '.join(names)}"
+                f"class '{unknown[0]}' is not in the dataset{did_you_mean(unknown[0], names)}; "
+                f"classes: {', '.join(names)}"
             )
         names = [c for c in names if c in set(wanted)]  # the importer's order, not the request's
     known = set(names)
     seen, samples = {}, []
     for path, label, split in imported.samples:
+        if split and normalize_split(split) is None:
+            problems.append({"path": path, "reason": f"unknown split '{split}' (use train/val/test)"})
+            continue
+        split = normalize_split(split) if split else None
         if label not in known:
             if classes is None:
                 problems.append({"path": path, "reason": f"label '{label}' is not one of the importer's classes"})
@@ -180,7 +192,7 @@ def _clean(imported, classes):
     return names, samples, problems
 
 
-def assign_splits(samples, val_fraction, test_fraction, seed):
+def _assign_splits(samples, val_fraction, test_fraction, seed):
     """[(path, label, split or None)] -> {split: [(path, label)]} in input order, empty splits left out."""
     given = defaultdict(list)
     for path, label, split in samples:
@@ -191,14 +203,14 @@ def assign_splits(samples, val_fraction, test_fraction, seed):
         fractions = {s: f for s, f in fractions.items() if s not in given}
         if fractions:
             free += given.pop("train", [])
-    chosen = stratified_split(free, fractions, seed)
+    chosen = _stratified_split(free, fractions, seed)
     order = {path: i for i, (path, _, _) in enumerate(samples)}
     for split, rows in chosen.items():
         given[split] = sorted(given[split] + rows, key=lambda r: order[r[0]])
     return {s: given[s] for s in SPLITS if given.get(s)}
 
 
-def stratified_split(rows, fractions, seed):
+def _stratified_split(rows, fractions, seed):
     """Seeded split of [(path, label)] into train + fractions' splits, the same share in every class.
 
     Each class is shuffled with its own generator (seed, class name): adding or removing a class

@@ -297,7 +297,7 @@ SCHEMA = {
         "early_stopping": {"patience": optional(POS_INT), "monitor": STR, "mode": choice("max", "min")},
     },
     "eval": {"topk": POS_INT, "split": STR},
-    "output": {"dir": STR, "name": optional(STR)},
+    "output": {"dir": STR, "name": optional(STR), "exist_ok": BOOL},
 }
 
 DEFAULTS = {
@@ -316,7 +316,7 @@ DEFAULTS = {
         "early_stopping": {"patience": None, "monitor": "val_accuracy", "mode": "max"},
     },
     "eval": {"topk": 5, "split": "test"},
-    "output": {"dir": "runs", "name": None},
+    "output": {"dir": "runs", "name": None, "exist_ok": False},
 }
 REQUIRED = ("data.root", "model")
 

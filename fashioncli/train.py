@@ -2,6 +2,7 @@
 import csv
 import io
 import random
+import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -33,7 +34,7 @@ def seed_everything(seed, deterministic=False):
 
 
 def run_directory(recipe, spec, resume=False):
-    """runs/<name>; a new run never overwrites an old one (name-2, name-3, ...).
+    """runs/<name>; a new run never overwrites an old one (name-2, ...) unless output.exist_ok.
 
     A recipe saved in a run directory (runs/X/recipe.yaml) names that run: --resume continues it,
     a plain rerun goes to runs/X-2.
@@ -48,6 +49,8 @@ def run_directory(recipe, spec, resume=False):
         if not (path / "checkpoints" / "last.pt").is_file():
             raise FashionError(f"--resume: no run to resume at '{path}' (no checkpoints/last.pt)")
         return path
+    if recipe["output"]["exist_ok"]:
+        shutil.rmtree(path, ignore_errors=True)  # asked for: the run is reproduced in place
     n = 2
     while path.exists():
         path, n = root / f"{name}-{n}", n + 1

@@ -5,7 +5,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import make_image_folder
+from helpers import make_image_folder
 
 from torchmetrics.classification import MulticlassAccuracy
 

@@ -8,7 +8,7 @@ import pytest
 from fashioncli.errors import DataError
 from fashioncli.export import export
 from fashioncli.predict import COLUMNS, predict
-from test_export import CLASSES, tiny_checkpoint, write_images
+from helpers import CLASSES, tiny_checkpoint, write_images
 
 N_GOOD = 7
 

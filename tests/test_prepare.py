@@ -7,17 +7,21 @@ import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import make_image_folder, shared_dataset
+from conftest import shared_dataset
+from helpers import make_image_folder
 
 from fashioncli import cache as cache_module
+from fashioncli import hookimpl, plugins
 from fashioncli.dataset import PreparedDataset
 from fashioncli.download import download
-from fashioncli.errors import DataError
+from fashioncli.errors import DataError, RecipeError
 from fashioncli.images import read_image
+from fashioncli.importing import Imported
 from fashioncli.prepare import _pick_importer, prepare
 from fashioncli.preprocess import resize_rgb
 
@@ -94,6 +98,19 @@ def test_unreadable_files_are_reported_and_skipped(tmp_path):
     ds = PreparedDataset.open(tmp_path / "out")
     assert len(ds.samples("train")) == 12 and len(ds.cache("train")) == 12
     assert not any("empty.jpg" in p for p in ds.paths("train"))
+
+
+def test_split_or_class_with_nothing_readable_is_left_out(tmp_path):
+    src = make_image_folder(tmp_path / "src", classes=("red", "blue"), per_class=3, size=16, splits=["train"])
+    for name in ("test/red/a.jpg", "test/blue/b.jpg", "train/green/c.jpg"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(b"\xff\xd8 broken")
+    summary = run(src, tmp_path / "out", image_size=16, val_fraction=0)
+    assert summary["splits"] == {"train": 6} and summary["problems"] == 3
+    assert summary["classes"] == ["blue", "red"]
+    assert not (tmp_path / "out" / "test.csv").exists() and not (tmp_path / "out" / "cache" / "16" / "test.u8").exists()
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["notes"] == ["class 'green' has no readable images and was left out"]
 
 
 def test_duplicates_across_splits_are_reported(tmp_path):
@@ -252,6 +269,37 @@ def test_clothing_dataset_full_layout_drops_non_labels(tmp_path):
     missing = tmp_path / "absent"
     with pytest.raises(DataError, match="download=true"):
         run(missing, tmp_path / "out2", importer="clothing-dataset")
+
+
+class _DotsPlugin:
+    """A third-party importer: writes its own images (so it takes `out`) and claims '.dots' files."""
+
+    __name__ = "dots-plugin"
+
+    @staticmethod
+    @hookimpl
+    def register_datasets(register):
+        def dots(source, out, count=2):
+            samples = []
+            for label in ("one", "two"):
+                for i in range(count):
+                    samples.append((str(write_png(Path(out) / "images" / f"{label}{i}.png", 50 * i)), label, "train"))
+            return Imported(["one", "two"], samples)
+
+        register("dots", dots, detect=lambda source: 20 if str(source).endswith(".dots") else 0)
+
+
+def test_plugin_importer_is_detected_and_gets_out(tmp_path):
+    plugin = _DotsPlugin()
+    plugins.register_plugin(plugin, name="dots-plugin")
+    try:
+        (tmp_path / "my.dots").write_text("")
+        summary = run(tmp_path / "my.dots", tmp_path / "out", image_size=8, count=3, val_fraction=0, test_fraction=0)
+        assert summary["importer"] == "dots" and summary["splits"] == {"train": 6}
+        with pytest.raises(RecipeError, match="unknown argument"):
+            run(tmp_path / "my.dots", tmp_path / "out", colour="red")
+    finally:
+        plugins.unregister_plugin(plugin)
 
 
 def test_importer_detection(tmp_path):

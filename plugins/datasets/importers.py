@@ -63,6 +63,10 @@ def _detect_folder(source):
 
 
 _WINDOWS_ABS = re.compile(r"^[A-Za-z]:/|^//")
+# Column names tried, in order, when image_col / label_col / split_col are not given.
+IMAGE_COLUMNS = ("image", "image_path", "path", "file", "filename", "file_name", "image_url", "img")
+LABEL_COLUMNS = ("label", "class", "category", "target", "class_name")
+SPLIT_COLUMNS = ("split", "subset")
 
 
 def table(source, image_col=None, label_col=None, root=None, split_col=None):
@@ -77,15 +81,15 @@ def table(source, image_col=None, label_col=None, root=None, split_col=None):
         raise DataError(f"table '{path}' not found")
     columns = read_table(path)
     names = list(columns)
-    image_col = pick_column(names, image_col, ("image", "image_path", "path", "file", "filename", "file_name", "image_url", "img"), "image", path)
-    label_col = pick_column(names, label_col, ("label", "class", "category", "target", "class_name"), "label", path)
+    image_col = pick_column(names, image_col, IMAGE_COLUMNS, "image", path)
+    label_col = pick_column(names, label_col, LABEL_COLUMNS, "label", path)
     if split_col is None:
-        split_col = next((c for c in names if c.lower() in ("split", "subset")), None)
+        split_col = next((c for c in names if c.lower() in SPLIT_COLUMNS), None)
     else:
         pick_column(names, split_col, (), "split", path)
     resolve = _resolver(Path(root) if root else path.parent)
 
-    samples, problems, classes = [], [], {}
+    samples, problems, classes = [], [], set()
     splits = columns[split_col] if split_col else [None] * len(columns[image_col])
     for line, (image, label, split) in enumerate(zip(columns[image_col], columns[label_col], splits), start=2):
         where = f"{path.name} row {line}"
@@ -95,12 +99,9 @@ def table(source, image_col=None, label_col=None, root=None, split_col=None):
         if label is None or not label.strip():
             problems.append({"path": resolve(image), "reason": f"{where}: empty '{label_col}'"})
             continue
-        if split is not None and split.strip() and normalize_split(split) is None:
-            problems.append({"path": resolve(image), "reason": f"{where}: unknown split '{split}' (use train/val/test)"})
-            continue
         label = label.strip()
-        classes.setdefault(label, None)
-        samples.append((resolve(image), label, normalize_split(split) if split else None))
+        classes.add(label)
+        samples.append((resolve(image), label, split.strip() if split else None))  # prepare checks it
     if not samples:
         raise DataError(f"table '{path}' lists no usable images")
     return Imported(sorted(classes), samples, problems)

@@ -52,8 +52,10 @@ def _download_clothing(root, variant):
     staging = root.with_name(root.name + ".extracting")
     shutil.rmtree(staging, ignore_errors=True)
     extract_zip(archive, staging)
-    (inner,) = [p for p in staging.iterdir() if p.is_dir()]  # GitHub archives hold one <repo>-<branch>/
-    inner.rename(root)
+    inner = [p for p in staging.iterdir() if p.is_dir()]  # GitHub archives hold one <repo>-<branch>/
+    if len(inner) != 1:
+        raise DataError(f"'{archive}' does not hold the expected single folder; delete it and rerun")
+    inner[0].rename(root)
     shutil.rmtree(staging)
     archive.unlink()
 
