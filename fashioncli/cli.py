@@ -1,5 +1,6 @@
 """The `fashion` command line: parse, load the recipe, call one function, print."""
 import json
+import os
 import sys
 
 import click
@@ -11,13 +12,23 @@ SET_HELP = "Override a recipe value, e.g. --set train.epochs=3 (repeatable; valu
 
 
 class FashionGroup(click.Group):
-    """Turns FashionError (and a broken pipe) into a one-line message and exit code 1, not a traceback."""
+    """Turns FashionError and refusals of the system (OSError: a path under a file, a full disk)
+    into a one-line message and exit code 1, not a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except FashionError as exc:
             click.secho(f"Error: {exc}", err=True, fg="red")
+            sys.exit(1)
+        except BrokenPipeError:  # `fashion plugins | head`: the reader left, nothing to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            sys.exit(1)
+        except OSError as exc:  # write sites raise OutputError; this catches the rest
+            if exc.errno is None:
+                raise
+            where = f"'{exc.filename}': " if exc.filename else ""
+            click.secho(f"Error: {where}{exc.strerror}", err=True, fg="red")
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
@@ -57,13 +68,15 @@ def prepare(source, out, importer, image_size, val_fraction, test_fraction, seed
     """Import a dataset into the layout train/eval/predict read, with a report and an image cache.
 
     SOURCE is a folder of class folders (optionally under train/val/test), a CSV or parquet table,
-    a public dataset's local copy, or `synthetic` for the embedded quickstart set.
+    a public dataset's local copy, a .zip or .tar(.gz) of one (unpacked into OUT/source/), or
+    `synthetic` for the embedded quickstart set.
 
     \b
     Examples:
       fashion prepare ../shared/datasets/clothing-small data/clothing-small
       fashion prepare styles.csv data/styles --arg image_col=path --arg label_col=category
       fashion prepare synthetic data/synthetic
+      fashion prepare photos.zip data/photos
     """
     from .prepare import prepare as run
     from .recipe import parse_override
@@ -106,8 +119,9 @@ def train(recipe, overrides, resume, quiet):
 @click.option("--split", default="test", show_default=True)
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="Output folder (default: RUN/eval-SPLIT).")
 @click.option("--batch-size", default=64, show_default=True)
+@click.option("--topk", type=int, help="k of top-k accuracy (default: the recipe's eval.topk).")
 @click.option("--device", default="auto", show_default=True)
-def eval_cmd(checkpoint, data, split, out, batch_size, device):
+def eval_cmd(checkpoint, data, split, out, batch_size, topk, device):
     """Evaluate a CHECKPOINT (a .pt file or a run directory) on a split or a folder.
 
     \b
@@ -117,7 +131,7 @@ def eval_cmd(checkpoint, data, split, out, batch_size, device):
     """
     from .evaluate import evaluate
 
-    _echo_json(evaluate(checkpoint, data=data, split=split, out=out, batch_size=batch_size, device=device))
+    _echo_json(evaluate(checkpoint, data=data, split=split, out=out, batch_size=batch_size, topk=topk, device=device))
 
 
 @cli.command()

@@ -74,16 +74,21 @@ def default_workers():
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
-def make_loader(dataset, batch_size, shuffle=False, num_workers=None, seed=0, drop_last=False, pin_memory=None):
+def make_loader(dataset, batch_size, shuffle=False, num_workers=None, seed=0, drop_last=False, pin_memory=None,
+                persistent=True):
+    """``persistent=False`` starts workers afresh each epoch, seeded from ``loader.generator``:
+    reseeding the generator then makes the workers' augmentation a function of that seed."""
     num_workers = default_workers() if num_workers is None else num_workers
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    # Always a generator of its own: a loader never draws from the global RNG, so creating one
+    # (e.g. the first validation after a resume) cannot shift training's random stream.
+    generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        persistent_workers=num_workers > 0,
+        persistent_workers=persistent and num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
         drop_last=drop_last,
         generator=generator,

@@ -14,6 +14,7 @@ import numpy as np
 
 from .cache import cached
 from .errors import DataError
+from .io import ENCODING
 
 FORMAT_VERSION = 1
 
@@ -62,7 +63,7 @@ class PreparedDataset:
         if split not in self._samples:
             path = self.root / f"{split}.csv"
             try:
-                with open(path, newline="", encoding="utf-8") as f:
+                with open(path, newline="", **ENCODING) as f:
                     rows = list(csv.DictReader(f))
             except OSError as exc:
                 raise DataError(f"cannot read '{path}': {exc.strerror}; run fashion prepare again") from None

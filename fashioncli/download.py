@@ -5,6 +5,7 @@ import socket
 import urllib.error
 import urllib.request
 import zipfile
+from http.client import HTTPException
 from pathlib import Path
 
 from tqdm import tqdm
@@ -43,10 +44,13 @@ def download(url, dest, sha256=None, md5=None, timeout=TIMEOUT, progress=True):
                 while chunk := response.read(_CHUNK):
                     f.write(chunk)
                     bar.update(len(chunk))
+        got = part.stat().st_size
+        if total is not None and got < total:  # the server hung up early: keep the bytes for a resume
+            raise DataError(f"download of {url} stopped after {got} of {total} bytes; rerun to resume it")
     except urllib.error.HTTPError as exc:
         if exc.code != 416:  # 416: the .part already holds every byte
             raise DataError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as exc:
+    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError, HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise DataError(
             f"cannot download {url} ({reason}); check the connection and rerun to resume, "
@@ -76,13 +80,3 @@ def _digest(path, algorithm):
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
-
-
-def extract_zip(archive, dest):
-    """Unpack a zip into ``dest`` (zipfile refuses members that would escape it)."""
-    try:
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(dest)
-    except zipfile.BadZipFile as exc:
-        raise DataError(f"'{archive}' is not a valid zip ({exc}); delete it and rerun") from None
-    return Path(dest)

@@ -29,6 +29,10 @@ class ExportError(FashionError):
     """An export failed, or its parity check disagreed with PyTorch."""
 
 
+class OutputError(FashionError):
+    """An output cannot be written (read-only folder, disk full, a path under a file); names the file."""
+
+
 def did_you_mean(name, known):
     """' (did you mean 'x'?)' for the closest known name, or ''."""
     import difflib

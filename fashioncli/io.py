@@ -1,30 +1,86 @@
-"""Atomic writes: a crash leaves the old file or the new one, never half of one."""
+"""Writing outputs: atomically (a crash leaves the old file or the new one, never half of one),
+and failing with OutputError naming the file (read-only folder, disk full), never a traceback.
+
+A file name that is not valid UTF-8 arrives as a str with lone surrogates (Python's
+``surrogateescape``); outputs keep it exact, so a path in a CSV or JSON file still opens the file
+it names: text files store its original bytes (``ENCODING``), JSON \\u-escapes it (``dumps``).
+"""
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import OutputError
+
+ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}  # for open() and Path.read/write_text
+_TMP_SUFFIX = ".tmp"
+_SURROGATE = re.compile("[\ud800-\udfff]")  # never part of valid text: always a lone one here
+
+
+def output_error(path, exc):
+    """OSError while writing ``path`` -> OutputError with a message the user can act on."""
+    reason = exc.strerror or str(exc)
+    culprit = Path(exc.filename) if exc.filename else None
+    if culprit and isinstance(exc, (FileExistsError, NotADirectoryError)):  # mkdir met a file
+        blocker = next((p for p in (culprit, *culprit.parents) if p.is_file()), None)
+        reason = f"'{blocker}' is a file, not a folder" if blocker else reason
+    elif culprit and culprit != Path(path) and not is_temporary(culprit.name):
+        reason += f" ('{culprit}')"
+    return OutputError(f"cannot write '{path}': {reason}")
+
+
+def make_dir(path):
+    """``path`` and its parents as folders, or OutputError (e.g. a file stands in the way)."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(path, exc) from None
 
 
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise output_error(path, exc) from None
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise output_error(path, exc) from None
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+def is_temporary(name):
+    """Whether a file name is one atomic_path makes (a killed process may leave it behind)."""
+    return name.startswith(".") and name.endswith(_TMP_SUFFIX)
+
+
+def remove_temporaries(folder):
+    """Delete what atomic_path left in ``folder`` when its process was killed mid-write."""
+    for stale in Path(folder).iterdir():
+        if is_temporary(stale.name) and stale.is_file():
+            stale.unlink(missing_ok=True)
 
 
 def write_text(path, text):
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, **ENCODING)
+
+
+def dumps(data, indent=None):
+    """JSON that keeps non-ASCII text readable and stays valid UTF-8 whatever the file names."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False, default=str)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def write_json(path, data):
-    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    write_text(path, dumps(data, indent=2) + "\n")

@@ -7,6 +7,7 @@ torch engines only, so a deployment with onnxruntime alone can run this module.
 """
 import csv
 import glob
+import io
 import json
 import os
 import time
@@ -21,6 +22,7 @@ from tqdm import tqdm
 
 from .errors import CheckpointError, DataError
 from .images import is_image_file, iter_image_files, read_image
+from .io import ENCODING, dumps, output_error
 from .preprocess import normalize, resize_rgb
 
 # Where exported models carry their classes and preprocessing (written by fashioncli.export).
@@ -254,7 +256,7 @@ def iter_inputs(inputs):
         if os.path.isdir(arg):
             yield from map(str, iter_image_files(arg))
         elif arg.lower().endswith(".txt") and os.path.isfile(arg):
-            with open(arg, encoding="utf-8") as f:
+            with open(arg, **ENCODING) as f:
                 yield from (line.strip() for line in f if line.strip())
         elif os.path.exists(arg):
             yield arg
@@ -316,7 +318,7 @@ def read_done(out, fmt):
     if not os.path.exists(out) or _truncate_partial(out) == 0:
         return set()
     done = set()
-    with open(out, newline="", encoding="utf-8") as f:
+    with open(out, newline="", **ENCODING) as f:
         if fmt == "csv":
             reader = csv.DictReader(f)
             if tuple(reader.fieldnames or ()) != COLUMNS:
@@ -337,33 +339,53 @@ def read_done(out, fmt):
 
 
 class RowWriter:
-    """Appends rows to CSV or JSONL and flushes each batch, so a crash loses at most one batch."""
+    """Appends rows to CSV or JSONL and flushes each batch, so a crash loses at most one batch.
+
+    A kill leaves whole rows and at most one partial last line, which --resume cuts off
+    (``_truncate_partial``); an output that cannot be written is an OutputError naming it.
+    """
 
     def __init__(self, out, fmt, append):
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        # Not an atomic write: rows must reach the file as they are made, for --resume.
-        self.file = open(out, "a" if append else "w", newline="", encoding="utf-8")
-        self.fmt = fmt
-        if fmt == "csv":
-            self.csv = csv.writer(self.file)
-            if self.file.tell() == 0:
-                self.csv.writerow(COLUMNS)
+        self.out, self.fmt = out, fmt
+        try:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            # Not an atomic write: rows must reach the file as they are made, for --resume.
+            self.file = open(out, "a" if append else "w", newline="", **ENCODING)
+            if fmt == "csv" and self.file.tell() == 0:
+                self._write(_csv_line(COLUMNS))
+        except OSError as exc:
+            raise output_error(out, exc) from None
+
+    def _write(self, text):
+        try:
+            self.file.write(text)
+            self.file.flush()
+        except OSError as exc:
+            raise output_error(self.out, exc) from None
 
     def write(self, rows):
-        for row in rows:
-            if self.fmt == "csv":
-                self.csv.writerow([
-                    row["path"], row["label"] or "", "" if row["score"] is None else row["score"],
-                    json.dumps(row["top_labels"], ensure_ascii=False, separators=(",", ":")),
-                    json.dumps(row["top_scores"], separators=(",", ":")),
-                    row["error"] or "",
-                ])
-            else:
-                self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.file.flush()
+        if self.fmt == "csv":
+            lines = (_csv_line([
+                row["path"], row["label"] or "", "" if row["score"] is None else row["score"],
+                json.dumps(row["top_labels"], ensure_ascii=False, separators=(",", ":")),
+                json.dumps(row["top_scores"], separators=(",", ":")),
+                row["error"] or "",
+            ]) for row in rows)
+        else:
+            lines = (dumps(row) + "\n" for row in rows)
+        self._write("".join(lines))
 
     def close(self):
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:  # the failed flush was already reported
+            pass
+
+
+def _csv_line(values):
+    buf = io.StringIO()
+    csv.writer(buf).writerow(values)
+    return buf.getvalue()
 
 
 def _rows(paths, probs, errors, classes, k):

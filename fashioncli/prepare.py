@@ -6,8 +6,6 @@ directory without it is not a prepared dataset, so an interrupted run is never m
 """
 import csv
 import inspect
-import json
-import os
 import shutil
 import statistics
 import time
@@ -17,19 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
+from .archives import extract, is_archive
 from .cache import build_cache, default_workers, keep_rows, open_cache
 from .dataset import FORMAT_VERSION
 from .errors import DataError, PluginError, did_you_mean
 from .importing import SPLITS, Imported, normalize_split
+from .io import ENCODING, atomic_path, is_temporary, make_dir, remove_temporaries, write_json, write_text
 
 # What prepare itself writes into <out>; anything else there means OUT points at the wrong folder.
-_LAYOUT = {"dataset.json", "report.json", "report.md", "cache", "images", *(f"{s}.csv" for s in SPLITS)}
+_LAYOUT = {"dataset.json", "report.json", "report.md", "cache", "images", "source", *(f"{s}.csv" for s in SPLITS)}
 
 
 def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_fraction=0.1, seed=0,
             classes=None, workers=None, progress=True, **importer_args):
     """Import ``source`` into the prepared directory ``out``; returns a summary dict.
 
+    source: a folder, table, ... or a .zip/.tar(.gz) of one, unpacked into ``out/source/`` first.
     importer: a registered dataset importer name; None picks one from the source (a folder of
         class folders, a .csv/.parquet table, Fashion-MNIST IDX files, 'synthetic', ...).
     val_fraction, test_fraction: share of images that get no split from the source, assigned by a
@@ -46,11 +47,17 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         raise DataError("val_fraction and test_fraction must be >= 0 and add up to less than 1")
     workers = workers or default_workers()
     out = Path(out).absolute()
-    name, entry = _pick_importer(source, importer)
+    source_str = str(Path(source).absolute()) if Path(str(source)).exists() else str(source)  # 'synthetic'
+    archive = is_archive(source)
+    if not archive:
+        name, entry = _pick_importer(source, importer)
     _claim_out(out, source)
+    if archive:
+        source = _unpack(source, out / "source")
+        name, entry = _pick_importer(source, importer)
 
     imported = _run_importer(entry, source, out, importer_args)
-    class_names, samples, problems = _clean(imported, classes)
+    class_names, samples, problems, notes = _clean(imported, classes)
     splits = _assign_splits(samples, val_fraction, test_fraction, seed)
 
     infos = _cache_splits(splits, out / "cache" / str(image_size), image_size, workers, progress, problems)
@@ -58,22 +65,19 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         raise DataError(f"no readable training images in '{source}' ({len(problems)} files could not be used)")
 
     present = {label for rows in splits.values() for _, label in rows}
-    notes = [f"class '{c}' has no readable images and was left out" for c in class_names if c not in present]
+    notes += [f"class '{c}' has no readable images and was left out" for c in class_names if c not in present]
     class_names = [c for c in class_names if c in present]
     for split, rows in splits.items():
         _write_csv(out / f"{split}.csv", rows)
-    source_str = str(Path(source).absolute()) if Path(str(source)).exists() else str(source)  # 'synthetic'
     report = _report(splits, infos, class_names, problems, notes, name, source_str, image_size)
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
-    (out / "report.md").write_text(_markdown(report), encoding="utf-8")
+    write_json(out / "report.json", report)
+    write_text(out / "report.md", _markdown(report))
     meta = {
         "format_version": FORMAT_VERSION, "task": "classification", "classes": class_names,
         "splits": {s: len(rows) for s, rows in splits.items()},
         "importer": name, "source": source_str, "image_size": image_size,
     }
-    tmp = out / "dataset.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, out / "dataset.json")
+    write_json(out / "dataset.json", meta)
     return {
         "out": str(out), "importer": name, "classes": class_names, "splits": meta["splits"],
         "counts": report["counts"], "problems": len(problems),
@@ -100,6 +104,18 @@ def _cache_splits(splits, cache_dir, size, workers, progress, problems):
             keep_rows(cache_dir, split, keep, [p for p, _ in rows])
         infos[split] = open_cache(cache_dir, split)[1]
     return infos
+
+
+def _unpack(archive, dest):
+    """Extract an archive source into ``dest`` -> the folder to import: single wrapper folders
+    (GitHub's <repo>-<branch>/) are stepped into, split folders (train/...) are not."""
+    shutil.rmtree(dest, ignore_errors=True)
+    root = extract(archive, dest)
+    while True:
+        entries = [p for p in root.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
+        if len(entries) != 1 or not entries[0].is_dir() or normalize_split(entries[0].name):
+            return root
+        root = entries[0]
 
 
 def _pick_importer(source, importer):
@@ -135,14 +151,15 @@ def _claim_out(out, source):
     if out.exists():
         if not out.is_dir():
             raise DataError(f"OUT '{out}' is a file; choose a folder")
-        strangers = sorted(p.name for p in out.iterdir() if p.name not in _LAYOUT)
+        strangers = sorted(p.name for p in out.iterdir() if p.name not in _LAYOUT and not is_temporary(p.name))
         if strangers:
             raise DataError(
                 f"OUT '{out}' already holds files prepare did not write ({', '.join(strangers[:3])}); "
                 "choose a new or empty folder"
             )
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     (out / "dataset.json").unlink(missing_ok=True)  # first: the folder is not a dataset until done
+    remove_temporaries(out)  # what a killed prepare was writing
     shutil.rmtree(out / "cache", ignore_errors=True)
     for split in SPLITS:
         (out / f"{split}.csv").unlink(missing_ok=True)
@@ -160,7 +177,7 @@ def _run_importer(entry, source, out, args):
 
 
 def _clean(imported, classes):
-    """Class subset, unknown labels and repeated paths -> (classes, [(path, label, split)], problems)."""
+    """Class subset, unknown labels and repeated paths -> (classes, [(path, label, split)], problems, notes)."""
     problems = list(imported.problems)
     names = list(dict.fromkeys(imported.classes))
     if classes is not None:
@@ -173,7 +190,7 @@ def _clean(imported, classes):
             )
         names = [c for c in names if c in set(wanted)]  # the importer's order, not the request's
     known = set(names)
-    seen, samples = {}, []
+    seen, samples, left_out = {}, [], Counter()
     for path, label, split in imported.samples:
         if split and normalize_split(split) is None:
             problems.append({"path": path, "reason": f"unknown split '{split}' (use train/val/test)"})
@@ -182,14 +199,20 @@ def _clean(imported, classes):
         if label not in known:
             if classes is None:
                 problems.append({"path": path, "reason": f"label '{label}' is not one of the importer's classes"})
-            continue  # a class left out on purpose is not a problem
+            else:
+                left_out[label] += 1  # left out on purpose: a note, not a problem
+            continue
         if path in seen:
             note = "" if seen[path] == label else f" with labels '{seen[path]}' and '{label}'"
             problems.append({"path": path, "reason": f"listed twice{note}; kept the first"})
             continue
         seen[path] = label
         samples.append((path, label, split))
-    return names, samples, problems
+    notes = []
+    if left_out:
+        counts = ", ".join(f"{label} ({n})" for label, n in left_out.most_common())
+        notes.append(f"{sum(left_out.values())} images of classes not asked for were left out: {counts}")
+    return names, samples, problems, notes
 
 
 def _assign_splits(samples, val_fraction, test_fraction, seed):
@@ -237,12 +260,10 @@ def _stratified_split(rows, fractions, seed):
 
 
 def _write_csv(path, rows):
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", **ENCODING) as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["path", "label"])
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _report(splits, infos, classes, problems, notes, importer, source, image_size):

@@ -14,6 +14,9 @@ import yaml
 from .errors import RecipeError, did_you_mean
 
 MAX_BASE_DEPTH = 16
+# What yaml.safe_load raises on hostile text: YAML syntax, impossible dates (2020-13-45 is a
+# timestamp to YAML), nesting deeper than Python's stack.
+_YAML_ERRORS = (yaml.YAMLError, ValueError, RecursionError)
 
 
 # ---------------------------------------------------------------- loading
@@ -31,18 +34,25 @@ def _is_url(spec):
     return str(spec).startswith(("http://", "https://"))
 
 
+def _is_file(path):
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, or with a NUL in it
+        return False
+
+
 def _locate(spec, relative_to=None):
     """A URL, or an existing file, or a bundled recipe ('name', 'name.yaml', '_base/x.yaml')."""
     if relative_to is not None and not _is_url(spec) and not Path(spec).is_absolute():
         if _is_url(relative_to):
             return urljoin(relative_to, spec)
         sibling = Path(relative_to).parent / spec
-        if sibling.is_file():
+        if _is_file(sibling):
             return str(sibling)
-    if _is_url(spec) or Path(spec).is_file():
+    if _is_url(spec) or _is_file(spec):
         return spec
     bundled = bundled_dir() / (spec if spec.endswith(".yaml") else f"{spec}.yaml")
-    if bundled.is_file():
+    if _is_file(bundled):
         return str(bundled)
     names = bundled_names()
     raise RecipeError(
@@ -60,11 +70,14 @@ def _read(spec, relative_to=None):
         except Exception as exc:
             raise RecipeError(f"cannot fetch recipe '{location}': {exc}") from None
     else:
-        text = Path(location).read_text(encoding="utf-8")
+        try:
+            text = Path(location).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RecipeError(f"cannot read recipe '{location}': {getattr(exc, 'strerror', None) or exc}") from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"recipe '{location}' is not valid YAML: {exc}") from None
+    except _YAML_ERRORS as exc:  # PyYAML's messages span lines: the CLI prints errors as one
+        raise RecipeError(f"recipe '{location}' is not valid YAML: {' '.join(str(exc).split())}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -110,7 +123,7 @@ def parse_override(text):
         raise RecipeError(f"--set '{text}': empty part in key '{key}'")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except _YAML_ERRORS:  # not YAML: the text itself (validation refuses it where text does not fit)
         value = raw
     return parts, value
 
@@ -151,7 +164,7 @@ def _number(kind):
         try:
             # PyYAML reads 1e-3 as a string; accept it, refuse words.
             num = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an int past float's range
             raise RecipeError(f"{path}: expected a number, got {value!r}") from None
         if not math.isfinite(num):
             raise RecipeError(f"{path}: expected a finite number, got {value!r}")
@@ -296,7 +309,7 @@ SCHEMA = {
         "grad_clip": optional(POS_FLOAT),
         "early_stopping": {"patience": optional(POS_INT), "monitor": STR, "mode": choice("max", "min")},
     },
-    "eval": {"topk": POS_INT, "split": STR},
+    "eval": {"topk": POS_INT, "split": STR, "checkpoint": choice("best", "last")},
     "output": {"dir": STR, "name": optional(STR), "exist_ok": BOOL},
 }
 
@@ -315,7 +328,7 @@ DEFAULTS = {
         "channels_last": True, "compile": False, "grad_clip": None,
         "early_stopping": {"patience": None, "monitor": "val_accuracy", "mode": "max"},
     },
-    "eval": {"topk": 5, "split": "test"},
+    "eval": {"topk": 5, "split": "test", "checkpoint": "best"},
     "output": {"dir": "runs", "name": None, "exist_ok": False},
 }
 REQUIRED = ("data.root", "model")

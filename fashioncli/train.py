@@ -15,8 +15,8 @@ from . import recipe as recipes
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import CachedImages, build_augment, make_loader, resolve_device
 from .dataset import PreparedDataset
-from .errors import FashionError
-from .io import write_text
+from .errors import FashionError, OutputError
+from .io import make_dir, remove_temporaries, write_text
 from .optim import build_optimizer, build_scheduler
 from .plugins import get
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
@@ -46,8 +46,9 @@ def run_directory(recipe, spec, resume=False):
         root, name = Path(recipe["output"]["dir"]), recipe["output"]["name"] or spec_path.stem
     path = root / name
     if resume:
-        if not (path / "checkpoints" / "last.pt").is_file():
-            raise FashionError(f"--resume: no run to resume at '{path}' (no checkpoints/last.pt)")
+        # A run killed before its first checkpoint has the folder but no last.pt: it restarts there.
+        if not (path / "checkpoints").is_dir():
+            raise FashionError(f"--resume: no run to resume at '{path}' (no checkpoints folder)")
         return path
     if recipe["output"]["exist_ok"]:
         shutil.rmtree(path, ignore_errors=True)  # asked for: the run is reproduced in place
@@ -86,8 +87,11 @@ class Trainer:
             self.data.cache(train_split, size), self.data.labels(train_split), build_augment(size, d["augment"])
         )
         self.val_split = d["val_split"] if d["val_split"] in self.data.splits else None
+        # Deterministic runs restart workers each epoch, so their augmentation is a function of
+        # (seed, epoch) and a resumed run replays it; persistent workers would carry RNG state over.
         self.train_loader = make_loader(
-            self.train_set, d["batch_size"], shuffle=True, num_workers=d["num_workers"], seed=t["seed"], drop_last=len(self.train_set) > d["batch_size"]
+            self.train_set, d["batch_size"], shuffle=True, num_workers=d["num_workers"], seed=t["seed"],
+            drop_last=len(self.train_set) > d["batch_size"], persistent=not t["deterministic"],
         )
         self.val_loader = None
         if self.val_split:
@@ -124,12 +128,15 @@ class Trainer:
         }
 
     def save(self, name, metrics):
-        save_checkpoint(
-            self.run_dir / "checkpoints" / f"{name}.pt", self.model, self.meta(metrics),
-            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-            scaler=self.scaler.state_dict(), epoch=self.epoch, best=self.best, stale=self.stale,
-            history=self.history, torch_rng=torch.get_rng_state(),
-        )
+        try:
+            save_checkpoint(
+                self.run_dir / "checkpoints" / f"{name}.pt", self.model, self.meta(metrics),
+                optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                scaler=self.scaler.state_dict(), epoch=self.epoch, best=self.best, stale=self.stale,
+                history=self.history, torch_rng=torch.get_rng_state(),
+            )
+        except OutputError as exc:  # e.g. a full disk: the previous file was left as it was
+            raise OutputError(f"{exc}; fix that and rerun with --resume to continue from the last checkpoint") from None
 
     def restore(self):
         payload, _ = load_checkpoint(self.run_dir / "checkpoints" / "last.pt")
@@ -164,10 +171,7 @@ class Trainer:
                 logits = self.forward(self.inputs(x))
                 loss = self.criterion(logits, y)
             if not torch.isfinite(loss):
-                raise FashionError(
-                    f"loss became {loss.item()} at epoch {self.epoch + 1}; lower optimizer.lr or set train.grad_clip "
-                    f"(the last good checkpoint is {self.run_dir / 'checkpoints' / 'last.pt'})"
-                )
+                raise self.diverged(f"loss became {loss.item()}")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if clip:
@@ -196,6 +200,12 @@ class Trainer:
         metrics = classification_metrics(logits, targets, self.classes, topk=self.recipe["eval"]["topk"])
         return {"val_loss": loss, **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}}
 
+    def diverged(self, what):
+        """The error that stops a run gone non-finite; nothing of it is saved, last.pt stays good."""
+        last = self.run_dir / "checkpoints" / "last.pt"
+        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved yet"
+        return FashionError(f"{what} at epoch {self.epoch + 1}; lower optimizer.lr or set train.grad_clip ({kept})")
+
     def improved(self, metrics):
         es = self.recipe["train"]["early_stopping"]
         value = metrics.get(es["monitor"])
@@ -217,14 +227,19 @@ class Trainer:
         while self.epoch < t["epochs"]:
             row = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
             row.update(self.train_epoch())
+            # The last step of an epoch can turn the weights non-finite after a finite loss.
+            if not all(torch.isfinite(t).all() for t in self.model.state_dict().values()):
+                raise self.diverged("the weights became non-finite")
             row.update(self.validate())
             self.epoch += 1
             best = self.improved(row)
             self.history.append(row)
             self.write_metrics()
-            self.save("last", row)
+            # best before last: a kill between the two resumes from the previous last.pt and
+            # redoes this epoch, so best.pt is never behind the best value last.pt records.
             if best:
                 self.save("best", row)
+            self.save("last", row)
             self.report(row, best)
             if patience and self.stale >= patience:
                 tqdm.write(f"early stopping: {t['early_stopping']['monitor']} has not improved for {patience} epochs")
@@ -261,8 +276,10 @@ def train(recipe, spec="run", resume=False, progress=True):
     """Train from a resolved recipe (``spec`` is where it came from); returns a summary."""
     run_dir = run_directory(recipe, spec, resume)
     trainer = Trainer(recipe, run_dir, progress=progress)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(run_dir / "checkpoints")  # marks a run, even before its first epoch
+    for folder in (run_dir, run_dir / "checkpoints"):
+        remove_temporaries(folder)  # what a killed run was writing
     write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
-    if resume:
+    if resume and (run_dir / "checkpoints" / "last.pt").is_file():
         trainer.restore()
     return trainer.fit()

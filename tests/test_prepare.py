@@ -4,16 +4,14 @@ import gzip
 import json
 import shutil
 import struct
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from conftest import shared_dataset
-from helpers import make_image_folder
+from helpers import file_server, make_image_folder
 
 from fashioncli import cache as cache_module
 from fashioncli import hookimpl, plugins
@@ -337,36 +335,16 @@ def test_out_must_be_prepare_s_own_folder(tmp_path):
 
 # --- downloads ------------------------------------------------------------------------------------
 
-class _RangeServer(BaseHTTPRequestHandler):
-    payload = bytes(range(256)) * 64
-    ranges = []
-
-    def do_GET(self):
-        wanted = self.headers.get("Range")
-        self.ranges.append(wanted)
-        start = int(wanted.split("=")[1].split("-")[0]) if wanted else 0
-        body = self.payload[start:]
-        self.send_response(206 if wanted else 200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_download_resumes_checks_and_fails_fast_offline(tmp_path):
     import hashlib
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RangeServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/file.bin"
-    payload = _RangeServer.payload
-    try:
+    payload = bytes(range(256)) * 64
+    with file_server({"/file.bin": payload}) as server:
+        url = f"{server.url}/file.bin"
         dest = tmp_path / "file.bin"
         (tmp_path / "file.bin.part").write_bytes(payload[:1000])
         download(url, dest, sha256=hashlib.sha256(payload).hexdigest(), progress=False)
-        assert dest.read_bytes() == payload and _RangeServer.ranges[-1] == "bytes=1000-"
+        assert dest.read_bytes() == payload and server.ranges[-1] == "bytes=1000-"
         with pytest.raises(DataError, match="checksum mismatch"):
             download(url, tmp_path / "other.bin", md5="0" * 32, progress=False)
         assert not (tmp_path / "other.bin.part").exists() and not (tmp_path / "other.bin").exists()
@@ -375,9 +353,6 @@ def test_download_resumes_checks_and_fails_fast_offline(tmp_path):
         with pytest.raises(DataError, match="cannot download.*timed out"):
             download(url, tmp_path / "silent.bin", md5="0" * 32, timeout=0.5, progress=False)
         assert time.monotonic() - started < 5
-    finally:
-        server.shutdown()
-        server.server_close()
     with pytest.raises(DataError, match="cannot download.*refused"):  # offline: fails at once
         download(url, tmp_path / "offline.bin", md5="0" * 32, progress=False)
 

@@ -6,31 +6,13 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from helpers import recipe_file
 
 from fashioncli.checkpoint import load_checkpoint, load_model
 from fashioncli.cli import cli
 from fashioncli.errors import FashionError
 from fashioncli.recipe import load_recipe
 from fashioncli.train import train
-
-
-def recipe_file(tmp_path, data_root, **overrides):
-    data = {
-        "data": {"root": str(data_root), "image_size": 32, "batch_size": 8, "num_workers": 0},
-        "model": {"name": "timm", "args": {"backbone": "test_resnet"}},
-        "optimizer": {"name": "adam", "lr": 3e-3},
-        "train": {"epochs": 2, "channels_last": False},
-        "output": {"dir": str(tmp_path / "runs")},
-    }
-    for dotted, value in overrides.items():
-        node = data
-        *head, last = dotted.split("__")
-        for part in head:
-            node = node.setdefault(part, {})
-        node[last] = value
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def metrics(run):
@@ -169,3 +151,15 @@ def test_five_verbs_end_to_end_from_the_shell(tmp_path, monkeypatch):
     b = list(csv.DictReader(open(tmp_path / "b.csv")))
     assert len(a) == len(b) == 30
     assert [r["label"] for r in a] == [r["label"] for r in b]
+
+
+def test_run_directory_resolves_to_the_checkpoint_the_recipe_names(tmp_path):
+    from fashioncli.checkpoint import resolve_path
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("best", "last"):
+        (run / "checkpoints" / f"{name}.pt").write_bytes(b"")
+    assert resolve_path(run).name == "best.pt"
+    (run / "recipe.yaml").write_text(yaml.safe_dump({"eval": {"checkpoint": "last"}}))
+    assert resolve_path(run).name == "last.pt"

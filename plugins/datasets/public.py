@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 
 from fashioncli import hookimpl
+from fashioncli.archives import extract
 from fashioncli.download import download as fetch
-from fashioncli.download import extract_zip
 from fashioncli.errors import DataError
 from fashioncli.importing import Imported, read_table
 
@@ -51,7 +51,7 @@ def _download_clothing(root, variant):
     archive = fetch(CLOTHING_URLS[variant], root.with_name(root.name + ".zip"))
     staging = root.with_name(root.name + ".extracting")
     shutil.rmtree(staging, ignore_errors=True)
-    extract_zip(archive, staging)
+    extract(archive, staging)
     inner = [p for p in staging.iterdir() if p.is_dir()]  # GitHub archives hold one <repo>-<branch>/
     if len(inner) != 1:
         raise DataError(f"'{archive}' does not hold the expected single folder; delete it and rerun")
