@@ -2,6 +2,7 @@
 import importlib
 import importlib.metadata
 import os
+from contextlib import contextmanager
 
 import pluggy
 
@@ -107,6 +108,16 @@ def register_plugin(plugin, name=None):
     except Exception:
         unregister_plugin(plugin)
         raise
+
+
+@contextmanager
+def plugin_registered(plugin, name=None):
+    """Register ``plugin`` for the duration of a with-block (tests, notebooks)."""
+    register_plugin(plugin, name=name)
+    try:
+        yield plugin
+    finally:
+        unregister_plugin(plugin)
 
 
 def unregister_plugin(plugin):

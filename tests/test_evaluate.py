@@ -14,7 +14,7 @@ from fashioncli.checkpoint import save_checkpoint
 from fashioncli.errors import DataError
 from fashioncli.evaluate import evaluate
 from fashioncli.plots import plot_confusion_matrix, plot_curves
-from fashioncli.plugins import register_plugin, unregister_plugin
+from fashioncli.plugins import plugin_registered
 
 CLASSES = ["red", "green", "blue"]
 PER_CLASS = 4
@@ -117,12 +117,8 @@ class BalancedAccuracyPlugin:
 
 
 def test_plugin_metrics_are_reported(run, tmp_path):
-    plugin = BalancedAccuracyPlugin()
-    register_plugin(plugin, name="test-balanced-accuracy")
-    try:
+    with plugin_registered(BalancedAccuracyPlugin(), name="test-balanced-accuracy"):
         result = evaluate(run["dir"], out=tmp_path, num_workers=0, topk=5)
-    finally:
-        unregister_plugin(plugin)
     assert 0 <= result["metrics"]["balanced_accuracy"] <= 1
     assert result["metrics"]["top3_accuracy"] == 1.0  # k is capped at the 3 classes
 

@@ -98,10 +98,8 @@ class BrokenPlugin:
 
 @pytest.fixture
 def broken_exporter():
-    plugin = BrokenPlugin()
-    plugins.register_plugin(plugin, name="broken-exporter")
-    yield "broken"
-    plugins.unregister_plugin(plugin)
+    with plugins.plugin_registered(BrokenPlugin(), name="broken-exporter"):
+        yield "broken"
 
 
 def test_parity_failure_raises_and_keeps_the_file(ckpt, tmp_path, broken_exporter):

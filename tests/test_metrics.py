@@ -12,7 +12,7 @@ from fashioncli import hookimpl
 from fashioncli.data import make_loader
 from fashioncli.errors import PluginError, RecipeError
 from fashioncli.evaluate import classification_metrics, run_classifier
-from fashioncli.plugins import get, register_plugin, unregister_plugin
+from fashioncli.plugins import get, plugin_registered
 
 CLASSES = ["shirt", "dress", "shoe"]
 approx = partial(pytest.approx, abs=1e-6)  # metrics are float32, reported to 6 decimals
@@ -108,12 +108,8 @@ class WeightedF1Plugin:
 
 
 def test_extra_metrics_from_a_plugin():
-    plugin = WeightedF1Plugin()
-    register_plugin(plugin, name="test-weighted-f1")
-    try:
+    with plugin_registered(WeightedF1Plugin(), name="test-weighted-f1"):
         m = classification_metrics(LOGITS, TARGETS, CLASSES, topk=2, extra=["f1_weighted", {"name": "f1_each"}])
-    finally:
-        unregister_plugin(plugin)
     assert m["f1_weighted"] == approx(59 / 90)  # equal supports: weighted == macro
     assert m["per_class"]["dress"]["f1_each"] == approx(4 / 5)
 
@@ -125,15 +121,11 @@ class BrokenMetricPlugin:
 
 
 def test_a_failing_plugin_metric_names_its_plugin():
-    plugin = BrokenMetricPlugin()
-    register_plugin(plugin, name="test-broken-metric")
-    try:
+    with plugin_registered(BrokenMetricPlugin(), name="test-broken-metric"):
         with pytest.raises(PluginError, match="needs_masks.*test-broken-metric"):
             classification_metrics(LOGITS, TARGETS, CLASSES, extra=["needs_masks"])
         with pytest.raises(RecipeError, match="unknown argument"):
             classification_metrics(LOGITS, TARGETS, CLASSES, extra=[{"name": "f1", "args": {"avg": "macro"}}])
-    finally:
-        unregister_plugin(plugin)
 
 
 def test_run_classifier_normalises_on_device_and_restores_mode():

@@ -29,10 +29,8 @@ class TinyNetPlugin:
 
 @pytest.fixture
 def tiny_plugin():
-    plugin = TinyNetPlugin()
-    plugins.register_plugin(plugin, name="tiny-net-plugin")
-    yield plugin
-    plugins.unregister_plugin(plugin)
+    with plugins.plugin_registered(TinyNetPlugin(), name="tiny-net-plugin") as plugin:
+        yield plugin
 
 
 def test_plugin_model_is_listed(tiny_plugin):

@@ -288,16 +288,12 @@ class _DotsPlugin:
 
 
 def test_plugin_importer_is_detected_and_gets_out(tmp_path):
-    plugin = _DotsPlugin()
-    plugins.register_plugin(plugin, name="dots-plugin")
-    try:
+    with plugins.plugin_registered(_DotsPlugin(), name="dots-plugin"):
         (tmp_path / "my.dots").write_text("")
         summary = run(tmp_path / "my.dots", tmp_path / "out", image_size=8, count=3, val_fraction=0, test_fraction=0)
         assert summary["importer"] == "dots" and summary["splits"] == {"train": 6}
         with pytest.raises(RecipeError, match="unknown argument"):
             run(tmp_path / "my.dots", tmp_path / "out", colour="red")
-    finally:
-        plugins.unregister_plugin(plugin)
 
 
 def test_importer_detection(tmp_path):

@@ -114,10 +114,8 @@ class NanLossPlugin:
 
 @pytest.fixture
 def nan_loss():
-    plugin = NanLossPlugin()
-    plugins.register_plugin(plugin, name="nan-loss")
-    yield "nan_after"
-    plugins.unregister_plugin(plugin)
+    with plugins.plugin_registered(NanLossPlugin(), name="nan-loss"):
+        yield "nan_after"
 
 
 def one_line_error(result):
