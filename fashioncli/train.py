@@ -16,8 +16,10 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import CachedImages, build_augment, make_loader, resolve_device
 from .dataset import PreparedDataset
 from .errors import FashionError, OutputError
+from .evaluate import classification_metrics, run_classifier
 from .io import make_dir, remove_temporaries, write_text
 from .optim import build_optimizer, build_scheduler
+from .plots import plot_curves
 from .plugins import get
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
 
@@ -192,8 +194,6 @@ class Trainer:
     def validate(self):
         if self.val_loader is None:
             return {}
-        from .evaluate import classification_metrics, run_classifier
-
         logits, targets = run_classifier(self.model, self.val_loader, self.device, self.mean, self.std,
                                          memory_format=self.memory_format, autocast=self.autocast)
         loss = torch.nn.functional.cross_entropy(logits.float(), targets).item()
@@ -254,12 +254,7 @@ class Trainer:
         writer.writeheader()
         writer.writerows(self.history)
         write_text(self.run_dir / "metrics.csv", buf.getvalue())
-        try:
-            from .plots import plot_curves
-
-            plot_curves(self.run_dir / "metrics.csv", self.run_dir / "curves.png")
-        except ImportError:  # matplotlib is optional for training itself
-            pass
+        plot_curves(self.run_dir / "metrics.csv", self.run_dir / "curves.png")
 
     def report(self, row, best):
         parts = [f"epoch {row['epoch']}/{self.recipe['train']['epochs']}"]
