@@ -24,6 +24,7 @@ BUILTIN_PLUGINS = (
 pm = pluggy.PluginManager("fashion")
 pm.add_hookspecs(hookspecs)
 _registries = None
+_versions = {}  # entry-point plugin name -> its distribution version
 
 
 def _plugin_name(plugin):
@@ -57,8 +58,6 @@ def load_plugins():
             _versions[ep.name] = dist.version
     _check_hooks()
 
-
-_versions = {}
 
 
 def _check_hooks():
