@@ -74,7 +74,9 @@ def build_model(meta):
 
     spec = meta["model"]
     args = {k: v for k, v in (spec.get("args") or {}).items() if k != "pretrained"}
-    return get("models").create(spec["name"], num_classes=len(meta["classes"]), **args)
+    # What fashion passed besides the recipe's args (older checkpoints: a classifier's classes).
+    injected = spec.get("injected") or {"num_classes": len(meta["classes"])}
+    return get("models").create(spec["name"], **injected, **args)
 
 
 def load_model(path, device="cpu"):

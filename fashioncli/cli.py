@@ -55,40 +55,47 @@ def cli():
 
 
 @cli.command()
-@click.argument("source")
-@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("source", required=False)
+@click.argument("out", required=False, type=click.Path(file_okay=False))
+@click.option("--recipe", "-r", help="Take SOURCE, OUT (data.root) and the options below from the recipe's data.prepare.")
 @click.option("--importer", "-i", help="Dataset importer (see `fashion plugins --all`); detected when omitted.")
-@click.option("--image-size", default=160, show_default=True, help="Size of the decoded-once image cache.")
-@click.option("--val-fraction", default=0.1, show_default=True, help="Used only when the data has no val split.")
-@click.option("--test-fraction", default=0.1, show_default=True, help="Used only when the data has no test split.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the stratified split.")
+@click.option("--image-size", type=int, help="Size of the decoded-once image cache.  [default: 160]")
+@click.option("--val-fraction", type=float, help="Used only when the data has no val split.  [default: 0.1]")
+@click.option("--test-fraction", type=float, help="Used only when the data has no test split.  [default: 0.1]")
+@click.option("--seed", type=int, help="Seed of the stratified split.  [default: 0]")
 @click.option("--classes", help="Keep only these comma-separated classes.")
 @click.option("--arg", "args", multiple=True, metavar="KEY=VALUE", help="Importer argument, e.g. --arg label_col=category.")
-def prepare(source, out, importer, image_size, val_fraction, test_fraction, seed, classes, args):
+def prepare(source, out, recipe, importer, image_size, val_fraction, test_fraction, seed, classes, args):
     """Import a dataset into the layout train/eval/predict read, with a report and an image cache.
 
     SOURCE is a folder of class folders (optionally under train/val/test), a CSV or parquet table,
     a public dataset's local copy, a .zip or .tar(.gz) of one (unpacked into OUT/source/), or
-    `synthetic` for the embedded quickstart set.
+    `synthetic` for the embedded quickstart set. A multi-task table names its label columns as
+    heads (--arg heads=[a,b]); a recipe can declare all of it in data.prepare.
 
     \b
     Examples:
       fashion prepare ../shared/datasets/clothing-small data/clothing-small
       fashion prepare styles.csv data/styles --arg image_col=path --arg label_col=category
+      fashion prepare products.csv data/products --arg 'heads=[category, colour]'
+      fashion prepare --recipe multitask_efficientnet_lite0_fashion-product-small
       fashion prepare synthetic data/synthetic
       fashion prepare photos.zip data/photos
     """
-    from .prepare import prepare as run
-    from .recipe import parse_override
+    from .prepare import prepare as run, recipe_prepare_args
+    from .recipe import load_recipe, parse_override
 
-    importer_args = {}
+    given = {"source": source, "out": out, "importer": importer, "image_size": image_size,
+             "val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed,
+             "classes": [c.strip() for c in classes.split(",")] if classes else None}
     for text in args:
         parts, value = parse_override(text)
-        importer_args[".".join(parts)] = value
-    class_list = [c.strip() for c in classes.split(",")] if classes else None
-    summary = run(source, out, importer=importer, image_size=image_size, val_fraction=val_fraction,
-                  test_fraction=test_fraction, seed=seed, classes=class_list, **importer_args)
-    _echo_json(summary)
+        given[".".join(parts)] = value
+    kwargs = recipe_prepare_args(load_recipe(recipe)) if recipe else {}
+    kwargs.update({k: v for k, v in given.items() if v is not None})
+    if "source" not in kwargs or "out" not in kwargs:
+        raise click.UsageError("give SOURCE and OUT, or a --recipe whose data.prepare names the source")
+    _echo_json(run(**kwargs))
 
 
 @cli.command()
@@ -121,7 +128,8 @@ def train(recipe, overrides, resume, quiet):
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--topk", type=int, help="k of top-k accuracy (default: the recipe's eval.topk).")
 @click.option("--device", default="auto", show_default=True)
-def eval_cmd(checkpoint, data, split, out, batch_size, topk, device):
+@click.option("--tta", help="Test-time augmentation: none, hflip, shift=PIXELS or hflip,shift=4 (default: the recipe's eval.tta).")
+def eval_cmd(checkpoint, data, split, out, batch_size, topk, device, tta):
     """Evaluate a CHECKPOINT (a .pt file or a run directory) on a split or a folder.
 
     \b
@@ -130,8 +138,10 @@ def eval_cmd(checkpoint, data, split, out, batch_size, topk, device):
       fashion eval runs/quickstart/checkpoints/best.pt --data photos/ -o eval-photos
     """
     from .evaluate import evaluate
+    from .tta import parse
 
-    _echo_json(evaluate(checkpoint, data=data, split=split, out=out, batch_size=batch_size, topk=topk, device=device))
+    _echo_json(evaluate(checkpoint, data=data, split=split, out=out, batch_size=batch_size, topk=topk, device=device,
+                        tta=parse(tta) if tta else None))
 
 
 @cli.command()
@@ -145,10 +155,14 @@ def eval_cmd(checkpoint, data, split, out, batch_size, topk, device):
 @click.option("--workers", type=int, help="Decoding workers (default: cores - 1).")
 @click.option("--threads", type=int, help="onnxruntime intra-op threads.")
 @click.option("--device", default="auto", show_default=True)
-def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads, device):
+@click.option("--tta", help="Test-time augmentation: none, hflip, shift=PIXELS or hflip,shift=4 (default: the recipe's eval.tta).")
+@click.option("--hierarchy/--no-hierarchy", default=True, show_default=True,
+              help="Multi-task: a head with a parent predicts only classes of the parent's predicted class.")
+def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads, device, tta, hierarchy):
     """Predict labels for images with MODEL (checkpoint, run directory or exported .onnx).
 
-    INPUTS are files, folders (recursive), glob patterns, or .txt files listing paths.
+    INPUTS are files, folders (recursive), glob patterns, or .txt files listing paths. A multi-task
+    model writes every head's label and score (a multilabel head: the labels above their thresholds).
 
     \b
     Examples:
@@ -156,9 +170,11 @@ def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads,
       fashion predict model.onnx 'shop/**/*.jpg' -o preds.jsonl --topk 3
     """
     from .predict import predict as run
+    from .tta import parse
 
     _echo_json(run(model, list(inputs), out, topk=topk, batch_size=batch_size, fmt=fmt, resume=resume,
-                   num_workers=workers, device=device, threads=threads))
+                   num_workers=workers, device=device, threads=threads, tta=parse(tta) if tta else None,
+                   hierarchy=hierarchy))
 
 
 @cli.command()

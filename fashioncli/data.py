@@ -27,14 +27,22 @@ def build_augment(image_size, augment):
 
 
 class CachedImages(Dataset):
-    """Rows of a decoded-once uint8 cache (N,H,W,3) with labels; no JPEG decode per epoch."""
+    """Rows of a decoded-once uint8 cache (N,H,W,3) with targets; no JPEG decode per epoch.
+
+    ``labels``: class indices (N,), or {head: array with N rows} for a multi-task model.
+    """
 
     def __init__(self, array, labels, transform=None, image_size=None):
-        self.array, self.labels, self.transform = array, np.asarray(labels), transform
-        self.image_size = image_size
+        self.array, self.transform, self.image_size = array, transform, image_size
+        self.labels = {k: np.asarray(v) for k, v in labels.items()} if isinstance(labels, dict) else np.asarray(labels)
 
     def __len__(self):
-        return len(self.labels)
+        return len(next(iter(self.labels.values())) if isinstance(self.labels, dict) else self.labels)
+
+    def target(self, i):
+        if isinstance(self.labels, dict):
+            return {k: torch.from_numpy(np.asarray(v[i])) for k, v in self.labels.items()}
+        return int(self.labels[i])
 
     def __getitem__(self, i):
         img = np.array(self.array[i])  # a copy: the memmap is read-only and torch wants writable memory
@@ -43,7 +51,7 @@ class CachedImages(Dataset):
         x = torch.from_numpy(img).permute(2, 0, 1)
         if self.transform is not None:
             x = self.transform(x)
-        return x, int(self.labels[i])
+        return x, self.target(i)
 
 
 class FileImages(Dataset):

@@ -2,7 +2,10 @@
 
     <dir>/dataset.json          {"format_version": 1, "task": "classification", "classes": [...],
                                  "splits": {"train": n, ...}, "importer", "source", "image_size"}
-    <dir>/<split>.csv           header path,label (absolute path, class name)
+                                a multi-task dataset has "task": "multitask" and "heads":
+                                {name: {"type", "classes", "parent"?, "parent_of"?}} (see heads.py)
+    <dir>/<split>.csv           header path,label (absolute path, class name), or
+                                path,<head>,... (one text cell per head, '' = missing)
     <dir>/report.json|.md       counts, image sizes, duplicates, dropped files
     <dir>/cache/<size>/<split>.u8|.json   decoded images (see cache.py)
 """
@@ -14,7 +17,10 @@ import numpy as np
 
 from .cache import cached
 from .errors import DataError
+from .heads import heads_from_json
 from .io import ENCODING
+
+TASKS = ("classification", "multitask")
 
 FORMAT_VERSION = 1
 
@@ -23,7 +29,9 @@ class PreparedDataset:
     def __init__(self, root, meta):
         self.root = Path(root)
         self.meta = meta
-        self.classes = list(meta["classes"])
+        self.task = meta["task"]
+        self.heads = heads_from_json(meta.get("heads") or {})
+        self.classes = list(meta.get("classes") or [])
         self.class_index = {name: i for i, name in enumerate(self.classes)}
         self.splits = list(meta["splits"])
         self.image_size = meta.get("image_size")
@@ -41,7 +49,7 @@ class PreparedDataset:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             version, task = meta["format_version"], meta["task"]
-            meta["classes"], meta["splits"]
+            meta["classes" if task == "classification" else "heads"], meta["splits"]
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"'{meta_path}' is damaged ({exc}); run fashion prepare again") from None
         if version != FORMAT_VERSION:
@@ -49,31 +57,54 @@ class PreparedDataset:
                 f"'{root}' was prepared in format {version}, this fashion reads {FORMAT_VERSION}; "
                 "run fashion prepare again"
             )
-        if task != "classification":
-            raise DataError(f"'{root}' holds a {task} dataset, not a classification one")
+        if task not in TASKS:
+            raise DataError(f"'{root}' holds a {task} dataset; this fashion reads {', '.join(TASKS)} datasets")
         return cls(root, meta)
+
+    def require(self, task):
+        """DataError unless the dataset is of ``task`` (the recipe's)."""
+        if self.task != task:
+            raise DataError(f"'{self.root}' is a {self.task} dataset but the recipe's task is {task}")
+        return self
 
     def _check_split(self, split):
         if split not in self.splits:
             raise DataError(f"'{self.root}' has no '{split}' split (it has: {', '.join(self.splits) or 'none'})")
 
-    def samples(self, split):
-        """[(absolute image path, label index)] in the order of ``<split>.csv`` and its cache."""
+    def rows(self, split):
+        """``<split>.csv`` as a list of dicts (its header's columns), in the order of its cache."""
         self._check_split(split)
+        path = self.root / f"{split}.csv"
+        try:
+            with open(path, newline="", **ENCODING) as f:
+                return list(csv.DictReader(f))
+        except OSError as exc:
+            raise DataError(f"cannot read '{path}': {exc.strerror}; run fashion prepare again") from None
+
+    def targets(self, split):
+        """Multi-task labels of a split: {head: encoded numpy targets} (see heads.py)."""
+        rows = self.rows(split)
+        try:
+            return {name: head.encode([row[name] for row in rows]) for name, head in self.heads.items()}
+        except KeyError as exc:
+            raise DataError(f"'{self.root / split}.csv' has a label {exc} that dataset.json does not list; "
+                            "run fashion prepare again") from None
+
+    def samples(self, split):
+        """[(absolute image path, label index or None for multi-task)] in the order of ``<split>.csv``."""
         if split not in self._samples:
-            path = self.root / f"{split}.csv"
-            try:
-                with open(path, newline="", **ENCODING) as f:
-                    rows = list(csv.DictReader(f))
-            except OSError as exc:
-                raise DataError(f"cannot read '{path}': {exc.strerror}; run fashion prepare again") from None
+            rows = self.rows(split)
+            if self.task != "classification":
+                self._samples[split] = [(row["path"], None) for row in rows]
+                return self._samples[split]
             out = []
             for line, row in enumerate(rows, start=2):
                 try:
                     out.append((row["path"], self.class_index[row["label"]]))
                 except KeyError:
                     raise DataError(
-                        f"{path}:{line}: needs columns path,label with a label from dataset.json, got {dict(row)}"
+                        f"{self.root / split}.csv:{line}: needs columns path,label with a label from dataset.json, "
+                        f"got {dict(row)}"
                     ) from None
             self._samples[split] = out
         return self._samples[split]

@@ -1,6 +1,6 @@
 """`fashion eval`: score a classification checkpoint on a prepared split or a folder of class folders.
 
-``run_classifier`` and ``classification_metrics`` are also what training uses to validate each epoch,
+``run_model`` and ``classification_metrics`` are also what training uses to validate each epoch,
 so evaluation and validation measure the same thing.
 """
 import csv
@@ -22,8 +22,18 @@ from .preprocess import normalize
 REPORTS = ("summary.json", "per_class.csv", "confusion_matrix.csv", "confusion_matrix.png", "predictions.csv")
 
 # -- inference ---------------------------------------------------------------
-def _infer(model, loader, device, mean, std, memory_format=torch.contiguous_format, autocast=None):
-    """Yield (logits on device, batch) for each batch ``(uint8 images, targets, ...)`` of ``loader``."""
+def _float(out):
+    return {k: v.float() for k, v in out.items()} if isinstance(out, dict) else out.float()
+
+
+def _infer(model, loader, device, mean, std, memory_format=torch.contiguous_format, autocast=None, tta=None):
+    """Yield (outputs on device, batch) for each batch ``(uint8 images, targets, ...)`` of ``loader``.
+
+    Outputs are what the model returns (logits, or {name: logits}) in float32; ``tta`` (see
+    tta.py) averages them over flipped and shifted copies of each batch.
+    """
+    from .tta import augmented_views, enabled
+
     was_training = model.training
     model.eval()
     try:
@@ -32,26 +42,40 @@ def _infer(model, loader, device, mean, std, memory_format=torch.contiguous_form
                 x = batch[0].to(device, non_blocking=True)
                 x = normalize(x, mean, std).contiguous(memory_format=memory_format)
                 with autocast() if autocast else nullcontext():
-                    logits = model(x)
-                yield logits.float(), batch
+                    if enabled(tta):
+                        views = [_float(model(v)) for v in augmented_views(x, tta)]
+                        out = _mean(views)
+                    else:
+                        out = _float(model(x))
+                yield out, batch
     finally:
         model.train(was_training)
 
 
-def run_classifier(model, loader, device, mean, std, memory_format=torch.contiguous_format, autocast=None):
-    """Run ``model`` over ``loader`` -> (logits float32 (N, C), targets int64 (N,)), both on the CPU.
+def _mean(views):
+    if isinstance(views[0], dict):
+        return {k: torch.stack([v[k] for v in views]).mean(0) for k in views[0]}
+    return torch.stack(views).mean(0)
 
-    Batches are ``(uint8 NxCxHxW images, targets, ...)``; normalisation with ``mean``/``std``
-    happens on ``device``. ``autocast`` is an optional callable returning a context manager
-    (e.g. mixed precision). The model's train/eval mode is restored afterwards.
+
+def run_model(model, loader, device, mean, std, memory_format=torch.contiguous_format, autocast=None, tta=None):
+    """Run ``model`` over ``loader`` -> (outputs, targets), both on the CPU.
+
+    Outputs are float32 logits (N, C), or {name: logits} for a model with several outputs;
+    targets are what the loader's batches carry (int64 (N,), or {head: tensor}). Batches are
+    ``(uint8 NxCxHxW images, targets, ...)``; normalisation with ``mean``/``std`` happens on
+    ``device``. ``autocast`` is an optional callable returning a context manager (e.g. mixed
+    precision). The model's train/eval mode is restored afterwards.
     """
-    logits, targets = [], []
-    for out, batch in _infer(model, loader, device, mean, std, memory_format, autocast):
-        logits.append(out)  # stays on the device: one transfer at the end, not one sync per batch
-        targets.append(torch.as_tensor(batch[1]))
-    if not logits:
+    from .tasks import concat
+
+    outputs, targets = [], []
+    for out, batch in _infer(model, loader, device, mean, std, memory_format, autocast, tta):
+        outputs.append(out)  # stays on the device: one transfer at the end, not one sync per batch
+        targets.append(batch[1])
+    if not outputs:
         return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
-    return torch.cat(logits).cpu(), torch.cat(targets).long()
+    return concat(outputs), concat(targets)
 
 
 # -- metrics -----------------------------------------------------------------
@@ -213,26 +237,40 @@ def _extra_metric_names():
     return [e.name for e in get("metrics") if e.plugin not in BUILTIN_PLUGINS]
 
 
-def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, device="auto", topk=None, num_workers=None):
-    """Evaluate a classification ``checkpoint`` (.pt or run directory) and write reports into ``out``.
+def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, device="auto", topk=None, num_workers=None,
+             tta=None):
+    """Evaluate a ``checkpoint`` (.pt or run directory) and write reports into ``out``.
 
     ``data``: None (the dataset the checkpoint was trained on), a prepared dataset directory
     (its uint8 cache at the model's image size) or a folder of class folders, optionally split
     into ``<split>/<class>/``. Writes summary.json, per_class.csv, confusion_matrix.csv/.png and
     predictions.csv; unreadable images are left out of the metrics and listed in the summary.
-    ``topk`` defaults to the recipe's eval.topk (else 5), so eval and validation report the same k.
-    Returns the summary.
+    ``topk`` defaults to the recipe's eval.topk (else 5), so eval and validation report the same k;
+    ``tta`` ({"hflip", "shift"}, see tta.py) to the recipe's eval.tta. A multi-task checkpoint is
+    scored per head (evaluate_heads.py). Returns the summary.
     """
     start = time.perf_counter()
     checkpoint = resolve_path(checkpoint)
     device = resolve_device(device)
     model, meta = load_model(checkpoint, device)
-    if meta.get("task", "classification") != "classification":
-        raise CheckpointError(f"'{checkpoint}' is a {meta['task']} model; `fashion eval` scores classification models")
-    classes, pre = meta["classes"], meta["preprocessing"]
+    recipe_eval = (meta.get("recipe") or {}).get("eval", {})
     if topk is None:
-        topk = (meta.get("recipe") or {}).get("eval", {}).get("topk", 5)
+        topk = recipe_eval.get("topk", 5)
+    if tta is None:
+        tta = recipe_eval.get("tta")
     root = _data_root(meta, data)
+    task = meta.get("task", "classification")
+    if task == "multitask":
+        from .evaluate_heads import evaluate_heads
+
+        out = Path(out) if out is not None else _default_out(checkpoint, data, split)
+        summary = evaluate_heads(model, meta, root, split, out, batch_size, device, num_workers, tta, topk)
+        summary.update(checkpoint=str(checkpoint), device=str(device), seconds=round(time.perf_counter() - start, 2))
+        write_json(out / "summary.json", summary)
+        return summary
+    if task != "classification":
+        raise CheckpointError(f"'{checkpoint}' is a {task} model; `fashion eval` cannot score it")
+    classes, pre = meta["classes"], meta["preprocessing"]
     make = _prepared_split if (root / "dataset.json").is_file() else _class_folders
     dataset, paths = make(root, split, classes, pre["image_size"])
     if not paths:
@@ -240,7 +278,7 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
     loader = make_loader(dataset, batch_size, num_workers=num_workers)
 
     logits, targets, unreadable = [], [], []
-    for batch_logits, batch in _infer(model, loader, device, pre["mean"], pre["std"]):
+    for batch_logits, batch in _infer(model, loader, device, pre["mean"], pre["std"], tta=tta):
         logits.append(batch_logits.cpu())
         targets.append(batch[1])
         if len(batch) == 4:  # FileImages: (x, label, index, error)

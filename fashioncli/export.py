@@ -1,8 +1,9 @@
-"""`fashion export`: a classification checkpoint -> one self-describing file, checked against PyTorch.
+"""`fashion export`: a checkpoint -> one self-describing file, checked against PyTorch.
 
 The exported model takes uint8 RGB images, N x 3 x S x S (S = image_size, any N), already resized
-by squashing, and returns class probabilities N x C: normalisation and softmax are inside, so a
-consumer only decodes and resizes. The file carries ``file_metadata()`` as JSON: in ONNX
+by squashing, and returns class probabilities N x C, or for a multi-task model one output per
+head, named after it (softmax or sigmoid probabilities): normalisation and activations are
+inside, so a consumer only decodes and resizes. The file carries ``file_metadata()`` as JSON: in ONNX
 ``metadata_props["fashion"]``, in TorchScript the extra file ``fashion.json``.
 """
 import os
@@ -23,29 +24,42 @@ CHECK_IMAGES = 16
 
 
 class Classifier(torch.nn.Module):
-    """uint8 images -> probabilities: preprocess.normalize's arithmetic, the model, softmax."""
+    """uint8 images -> probabilities: preprocess.normalize's arithmetic, the model, softmax; for a
+    multi-task model a tuple with each head's softmax or sigmoid, in the heads' order."""
 
-    def __init__(self, model, mean, std):
+    def __init__(self, model, mean, std, heads=None):
         super().__init__()
         self.model = model
+        self.sigmoid = None if heads is None else {name: head.sigmoid for name, head in heads.items()}
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
 
     def forward(self, images):
-        return self.model((images.float() - self.mean) / self.std).softmax(1)
+        out = self.model((images.float() - self.mean) / self.std)
+        if self.sigmoid is None:
+            return out.softmax(1)
+        return tuple(out[n].sigmoid() if sig else out[n].softmax(1) for n, sig in self.sigmoid.items())
 
 
 def file_metadata(meta, source):
     """What an exported file says about itself: enough to run it without fashion."""
     pre = meta["preprocessing"]
     size = int(pre["image_size"])
+    if meta.get("heads"):
+        labels = {"heads": meta["heads"], "thresholds": meta.get("thresholds") or {}, "outputs": [
+            {"name": name, "dtype": "float32", "shape": ["N", len(head["classes"])],
+             "activation": "softmax" if head["type"] == "categorical" else "sigmoid"}
+            for name, head in meta["heads"].items()
+        ]}
+    else:
+        labels = {"classes": list(meta["classes"]), "output": {
+            "name": "probabilities", "dtype": "float32", "shape": ["N", len(meta["classes"])], "softmax": True}}
     return {
         "format_version": FORMAT_VERSION,
         "fashion_version": __version__,
         "task": meta.get("task", "classification"),
-        "classes": list(meta["classes"]),
+        **labels,
         "input": {"name": "images", "dtype": "uint8", "layout": "NCHW", "channels": "RGB", "shape": ["N", 3, size, size]},
-        "output": {"name": "probabilities", "dtype": "float32", "shape": ["N", len(meta["classes"])], "softmax": True},
         "preprocessing": {
             "image_size": size, "resize": pre.get("resize", "squash"), "mean": list(pre["mean"]),
             "std": list(pre["std"]), "normalized_in_model": True,
@@ -96,16 +110,36 @@ def sample_images(check_images, meta, size):
 
 
 def check_parity(reference, exported, images, atol):
-    """Run both engines on ``images`` -> {images, max_abs_diff, top1_agreement, atol, ok}."""
-    if exported.classes != reference.classes or exported.image_size != reference.image_size:
+    """Run both engines on ``images`` -> {images, max_abs_diff, top1_agreement, atol, ok}, plus
+    {"heads": {head: the same}} for a multi-task model (a sigmoid head's agreement: every label
+    on or off alike at its threshold)."""
+    same_labels = exported.classes == reference.classes and (
+        exported.heads is None) == (reference.heads is None) and (
+        reference.heads is None or [h.to_json() for h in exported.heads.values()]
+        == [h.to_json() for h in reference.heads.values()])
+    if not same_labels or exported.image_size != reference.image_size:
         raise ExportError(f"'{exported.source}' reads back with other classes or image size than the checkpoint")
     want, got = reference.run(images), exported.run(images)
-    diff = float(np.abs(want - got).max())
-    agreement = float((want.argmax(1) == got.argmax(1)).mean())
+    if reference.heads is None:
+        return {"images": len(images), **_agreement(want, got, None, atol)}
+    thresholds = reference.meta.get("thresholds") or {}
+    heads = {n: _agreement(want[n], got[n], thresholds.get(n, 0.5) if h.sigmoid else None, atol)
+             for n, h in reference.heads.items()}
     return {
-        "images": len(images), "max_abs_diff": diff, "top1_agreement": agreement, "atol": atol,
-        "ok": diff <= atol and agreement == 1.0,
+        "images": len(images), "max_abs_diff": max(h["max_abs_diff"] for h in heads.values()),
+        "top1_agreement": min(h["top1_agreement"] for h in heads.values()), "atol": atol,
+        "ok": all(h.pop("ok") for h in heads.values()), "heads": heads,
     }
+
+
+def _agreement(want, got, threshold, atol):
+    diff = float(np.abs(want - got).max())
+    if threshold is None:
+        agreement = float((want.argmax(1) == got.argmax(1)).mean())
+    else:
+        t = np.asarray(threshold, dtype=np.float64)
+        agreement = float(((want.astype(np.float64) > t) == (got.astype(np.float64) > t)).all(1).mean())
+    return {"max_abs_diff": diff, "top1_agreement": agreement, "atol": atol, "ok": diff <= atol and agreement == 1.0}
 
 
 def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, atol=1e-3):
@@ -120,11 +154,12 @@ def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, a
     source = resolve_path(checkpoint)
     reference = CheckpointEngine(source, device="cpu")
     meta = reference.meta
-    if meta.get("task", "classification") != "classification":
-        raise ExportError(f"'{source}' is a {meta['task']} checkpoint; export handles single-label classification")
+    if meta.get("task", "classification") not in ("classification", "multitask"):
+        raise ExportError(f"'{source}' is a {meta['task']} checkpoint; export handles classification and multi-task")
     out = Path(out) if out else default_out(source, exporter.suffix)
     images, origin = sample_images(check_images, meta, reference.image_size)
-    module = Classifier(reference.model, meta["preprocessing"]["mean"], meta["preprocessing"]["std"]).eval()
+    pre = meta["preprocessing"]
+    module = Classifier(reference.model, pre["mean"], pre["std"], reference.heads).eval()
     # Batch 2, not 1: exporters may specialise a dimension of size 1 and lose the dynamic batch.
     example = torch.zeros(2, 3, reference.image_size, reference.image_size, dtype=torch.uint8)
     start = time.perf_counter()
@@ -151,7 +186,8 @@ def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, a
             )
     del parity["ok"]
     return {
-        "format": format, "path": str(out), "checkpoint": str(source), "classes": len(reference.classes),
+        "format": format, "path": str(out), "checkpoint": str(source),
+        **({"heads": list(reference.heads)} if reference.heads else {"classes": len(reference.classes)}),
         "image_size": reference.image_size, "bytes": out.stat().st_size, **info,
         "parity": {**parity, "source": origin}, "seconds": round(time.perf_counter() - start, 2),
     }

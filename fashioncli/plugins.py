@@ -13,10 +13,14 @@ from .registry import KINDS, Registry
 # Built-in plugins register exactly like third-party ones; only their origin differs.
 BUILTIN_PLUGINS = (
     "fashion_plugins.models.timm_models",
+    "fashion_plugins.models.multihead",
+    "fashion_plugins.models.prototype",
     "fashion_plugins.losses.classification",
+    "fashion_plugins.losses.prototype",
     "fashion_plugins.datasets.importers",
     "fashion_plugins.datasets.synthetic",
     "fashion_plugins.datasets.public",
+    "fashion_plugins.datasets.fashion_product",
     "fashion_plugins.metrics.classification",
     "fashion_plugins.exporters.standard",
 )

@@ -1,6 +1,8 @@
-"""`fashion predict`: top-k labels for any number of images, from a checkpoint or an exported model.
+"""`fashion predict`: top-k labels (or every head's labels) for any number of images, from a
+checkpoint or an exported model.
 
-Engines read a model and turn uint8 NCHW batches into class probabilities:
+Engines read a model and turn uint8 NCHW batches into class probabilities (N x C, or
+{head: N x C} for a multi-task model):
 ``CheckpointEngine`` (.pt or run dir) and ``TorchScriptEngine`` (.torchscript, .ts) run in PyTorch,
 ``OnnxEngine`` (.onnx) needs only numpy, OpenCV and onnxruntime; torch is imported inside the
 torch engines only, so a deployment with onnxruntime alone can run this module.
@@ -21,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import CheckpointError, DataError
+from .heads import LABEL_SEP, decode as decode_heads, heads_from_json
 from .images import is_image_file, iter_image_files, read_image
 from .io import ENCODING, dumps, output_error
 from .preprocess import normalize, resize_rgb
@@ -35,18 +38,37 @@ FORMATS = ("csv", "jsonl")
 
 # -- engines -----------------------------------------------------------------
 class Engine:
-    """A model for inference: ``meta`` (classes, preprocessing) and ``run`` on uint8 NCHW batches."""
+    """A model for inference: ``meta`` (classes or heads, preprocessing) and ``run`` on uint8 NCHW batches."""
 
     kind = ""
 
     def __init__(self, meta, source):
         self.meta, self.source = meta, str(source)
-        self.classes = list(meta["classes"])
+        self.heads = heads_from_json(meta["heads"]) if meta.get("heads") else None
+        self.classes = list(meta.get("classes") or [])
         self.image_size = int(meta["preprocessing"]["image_size"])
 
     def run(self, images):
-        """uint8 N x 3 x S x S (numpy, or a tensor for torch engines) -> float32 N x C probabilities."""
+        """uint8 N x 3 x S x S (numpy, or a tensor for torch engines) -> float32 N x C probabilities,
+        or {head: probabilities} for a multi-task model."""
         raise NotImplementedError
+
+    def outputs(self, results):
+        """The model's output list -> probabilities, or {head: probabilities} in the heads' order."""
+        if self.heads is None:
+            return results[0]
+        return dict(zip(self.heads, results))
+
+    def run_tta(self, images, tta):
+        """``run`` averaged over the test-time views of ``images`` (tta.py), in probability space."""
+        from .tta import augmented_views, enabled
+
+        if not enabled(tta):
+            return self.run(images)
+        views = [self.run(v) for v in augmented_views(np.asarray(images), tta)]
+        if isinstance(views[0], dict):
+            return {k: np.mean([v[k] for v in views], axis=0) for k in views[0]}
+        return np.mean(views, axis=0)
 
     def batches(self, paths, batch_size, num_workers=None):
         """Decode ``paths`` (an iterator) -> (paths, uint8 N x 3 x S x S, errors) per batch.
@@ -85,7 +107,7 @@ class OnnxEngine(Engine):
         self.input_name = self.session.get_inputs()[0].name
 
     def run(self, images):
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(images, dtype=np.uint8)})[0]
+        return self.outputs(self.session.run(None, {self.input_name: np.ascontiguousarray(images, dtype=np.uint8)}))
 
 
 def _ort_providers(ort, device):
@@ -108,7 +130,7 @@ def _parse_metadata(text, path):
         raise CheckpointError(f"'{path}' has no fashion metadata (classes, preprocessing); export it with `fashion export`")
     try:
         meta = json.loads(text)
-        meta["classes"], meta["preprocessing"]["image_size"]
+        meta["heads" if meta.get("task") == "multitask" else "classes"], meta["preprocessing"]["image_size"]
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"'{path}' has damaged fashion metadata ({exc}); export it again") from None
     return meta
@@ -135,7 +157,9 @@ class _TorchEngine(Engine):
 
         with torch.inference_mode():
             x = torch.as_tensor(images).to(self.device, non_blocking=True)
-            return self._forward(x).float().cpu().numpy()
+            out = self._forward(x)
+            out = [out] if torch.is_tensor(out) else list(out.values()) if isinstance(out, dict) else list(out)
+            return self.outputs([o.float().cpu().numpy() for o in out])
 
     def batches(self, paths, batch_size, num_workers=None, chunk=4096):
         from .data import FileImages, make_loader
@@ -162,7 +186,10 @@ class CheckpointEngine(_TorchEngine):
         self.mean, self.std = meta["preprocessing"]["mean"], meta["preprocessing"]["std"]
 
     def _forward(self, x):
-        return self.model(normalize(x, self.mean, self.std)).softmax(1)
+        out = self.model(normalize(x, self.mean, self.std))
+        if self.heads is None:
+            return out.softmax(1)
+        return {n: out[n].sigmoid() if h.sigmoid else out[n].softmax(1) for n, h in self.heads.items()}
 
 
 class TorchScriptEngine(_TorchEngine):
@@ -313,7 +340,7 @@ def _truncate_partial(path, block=1 << 16):
         return pos
 
 
-def read_done(out, fmt):
+def read_done(out, fmt, columns=COLUMNS):
     """Paths already in ``out`` (after cutting a partial last line) -> set of keys."""
     if not os.path.exists(out) or _truncate_partial(out) == 0:
         return set()
@@ -321,10 +348,10 @@ def read_done(out, fmt):
     with open(out, newline="", **ENCODING) as f:
         if fmt == "csv":
             reader = csv.DictReader(f)
-            if tuple(reader.fieldnames or ()) != COLUMNS:
+            if tuple(reader.fieldnames or ()) != tuple(columns):
                 raise DataError(
                     f"cannot resume '{out}': its columns are {','.join(reader.fieldnames or [])}, "
-                    f"expected {','.join(COLUMNS)}; write to a new file or drop --resume"
+                    f"expected {','.join(columns)}; write to a new file or drop --resume"
                 )
             done.update(_key(row["path"]) for row in reader)
         else:
@@ -345,14 +372,14 @@ class RowWriter:
     (``_truncate_partial``); an output that cannot be written is an OutputError naming it.
     """
 
-    def __init__(self, out, fmt, append):
-        self.out, self.fmt = out, fmt
+    def __init__(self, out, fmt, append, layout):
+        self.out, self.fmt, self.layout = out, fmt, layout
         try:
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             # Not an atomic write: rows must reach the file as they are made, for --resume.
             self.file = open(out, "a" if append else "w", newline="", **ENCODING)
             if fmt == "csv" and self.file.tell() == 0:
-                self._write(_csv_line(COLUMNS))
+                self._write(_csv_line(layout.columns))
         except OSError as exc:
             raise output_error(out, exc) from None
 
@@ -365,12 +392,7 @@ class RowWriter:
 
     def write(self, rows):
         if self.fmt == "csv":
-            lines = (_csv_line([
-                row["path"], row["label"] or "", "" if row["score"] is None else row["score"],
-                json.dumps(row["top_labels"], ensure_ascii=False, separators=(",", ":")),
-                json.dumps(row["top_scores"], separators=(",", ":")),
-                row["error"] or "",
-            ]) for row in rows)
+            lines = (_csv_line(self.layout.csv_values(row)) for row in rows)
         else:
             lines = (dumps(row) + "\n" for row in rows)
         self._write("".join(lines))
@@ -388,43 +410,108 @@ def _csv_line(values):
     return buf.getvalue()
 
 
-def _rows(paths, probs, errors, classes, k):
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    for path, p, idx, error in zip(paths, probs, top, errors):
-        if error:
-            yield {"path": path, "label": None, "score": None, "top_labels": [], "top_scores": [],
-                   "error": " ".join(error.split())}  # one line: rows are line-based
-        else:
-            scores = [round(float(p[i]), 6) for i in idx]
-            labels = [classes[i] for i in idx]
-            yield {"path": path, "label": labels[0], "score": scores[0], "top_labels": labels,
-                   "top_scores": scores, "error": None}
+def _error_text(error):
+    return " ".join(error.split())  # one line: rows are line-based
+
+
+class TopK:
+    """Single-label rows: path, label, score (top-1 probability), top_labels, top_scores, error."""
+
+    columns = COLUMNS
+
+    def __init__(self, classes, k):
+        self.classes, self.k = classes, k
+
+    def rows(self, paths, probs, errors):
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :self.k]
+        for path, p, idx, error in zip(paths, probs, top, errors):
+            if error:
+                yield {"path": path, "label": None, "score": None, "top_labels": [], "top_scores": [],
+                       "error": _error_text(error)}
+            else:
+                scores = [round(float(p[i]), 6) for i in idx]
+                labels = [self.classes[i] for i in idx]
+                yield {"path": path, "label": labels[0], "score": scores[0], "top_labels": labels,
+                       "top_scores": scores, "error": None}
+
+    def csv_values(self, row):
+        return [
+            row["path"], row["label"] or "", "" if row["score"] is None else row["score"],
+            json.dumps(row["top_labels"], ensure_ascii=False, separators=(",", ":")),
+            json.dumps(row["top_scores"], separators=(",", ":")),
+            row["error"] or "",
+        ]
+
+
+class PerHead:
+    """Multi-task rows: path, then <head> and <head>_score for every head, then error.
+
+    A categorical head gives its class and probability; a binary or multilabel head the labels
+    above their thresholds and their probabilities (lists in JSONL, joined by '|' in CSV).
+    ``hierarchy``: a head with a parent predicts only classes of the parent's predicted class.
+    """
+
+    def __init__(self, heads, thresholds=None, hierarchy=True):
+        self.heads, self.thresholds, self.hierarchy = heads, thresholds or {}, hierarchy
+        self.columns = ("path", *(c for h in heads for c in (h, f"{h}_score")), "error")
+
+    def rows(self, paths, probs, errors):
+        decoded = decode_heads(self.heads, probs, self.thresholds, self.hierarchy)
+        for i, (path, error) in enumerate(zip(paths, errors)):
+            row = {"path": path}
+            for name, head in self.heads.items():
+                d = decoded[name]
+                if error:
+                    row[name], row[f"{name}_score"] = None, None
+                elif head.sigmoid:
+                    on = np.flatnonzero(d["mask"][i])
+                    row[name] = [head.classes[j] for j in on]
+                    row[f"{name}_score"] = [round(float(probs[name][i, j]), 6) for j in on]
+                else:
+                    row[name], row[f"{name}_score"] = head.classes[d["index"][i]], round(float(d["score"][i]), 6)
+            row["error"] = _error_text(error) if error else None
+            yield row
+
+    def csv_values(self, row):
+        def cell(value):
+            if value is None:
+                return ""
+            return LABEL_SEP.join(map(str, value)) if isinstance(value, list) else value
+        return [cell(row[c]) for c in self.columns]
 
 
 # -- entry -------------------------------------------------------------------
 def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, num_workers=None,
-            device="auto", threads=None):
+            device="auto", threads=None, tta=None, hierarchy=True):
     """Write one row per input image to ``out`` (CSV or JSONL) and return a summary.
 
     Rows: path, label, score (top-1 probability), top_labels, top_scores (top-k lists; JSON
-    text in CSV), error (why a file could not be read; such rows have no label). Paths are
-    de-duplicated in order; ``resume`` keeps the rows already in ``out`` and skips their paths.
+    text in CSV), error (why a file could not be read; such rows have no label); a multi-task
+    model writes every head instead (``PerHead``). Paths are de-duplicated in order; ``resume``
+    keeps the rows already in ``out`` and skips their paths. ``tta`` ({"hflip", "shift"}) averages
+    the probabilities of flipped and shifted copies; None uses the model's recipe's eval.tta.
     """
     if topk < 1 or batch_size < 1:
         raise DataError(f"topk and batch_size must be at least 1 (got {topk}, {batch_size})")
     fmt = output_format(out, fmt)
     inputs = check_inputs(inputs)
     engine = open_engine(model, device=device, threads=threads)
-    k = min(topk, len(engine.classes))
-    done = read_done(out, fmt) if resume else set()
+    if tta is None:
+        tta = ((engine.meta.get("recipe") or {}).get("eval") or {}).get("tta")
+    if engine.heads is not None:
+        layout, k = PerHead(engine.heads, engine.meta.get("thresholds"), hierarchy), None
+    else:
+        k = min(topk, len(engine.classes))
+        layout = TopK(engine.classes, k)
+    done = read_done(out, fmt, layout.columns) if resume else set()
     stats = {"rows": 0, "errors": 0, "duplicates": 0, "skipped": 0}
     paths = _unique(iter_inputs(inputs), done, stats)
     start = time.perf_counter()
-    writer = RowWriter(out, fmt, append=resume)
+    writer = RowWriter(out, fmt, append=resume, layout=layout)
     try:
         with tqdm(desc="predict", unit="img", disable=None) as bar:
             for batch_paths, images, errors in engine.batches(paths, batch_size, num_workers):
-                rows = list(_rows(batch_paths, engine.run(images), errors, engine.classes, k))
+                rows = list(layout.rows(batch_paths, engine.run_tta(images, tta), errors))
                 writer.write(rows)
                 stats["rows"] += len(rows)
                 stats["errors"] += sum(1 for e in errors if e)
@@ -435,7 +522,7 @@ def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, n
     if stats["rows"] == 0 and not done:
         raise DataError(f"no images found in: {', '.join(inputs)}")
     return {
-        "out": str(out), "format": fmt, "model": engine.source, "engine": engine.kind, "topk": k,
-        **stats, "seconds": round(seconds, 3),
+        "out": str(out), "format": fmt, "model": engine.source, "engine": engine.kind,
+        **({"topk": k} if k else {"heads": list(engine.heads)}), **stats, "seconds": round(seconds, 3),
         "images_per_second": round(stats["rows"] / seconds, 1) if seconds > 0 else None,
     }

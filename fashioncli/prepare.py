@@ -57,33 +57,62 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         name, entry = _pick_importer(source, importer)
 
     imported = _run_importer(entry, source, out, importer_args)
-    class_names, samples, problems, notes = _clean(imported, classes)
+    multitask = imported.heads is not None
+    if multitask:
+        if classes is not None:
+            raise DataError("classes: a multi-task source keeps every class; choose its heads instead")
+        heads, samples, problems, notes = _clean_heads(imported)
+    else:
+        class_names, samples, problems, notes = _clean(imported, classes)
     splits = _assign_splits(samples, val_fraction, test_fraction, seed)
 
     infos = _cache_splits(splits, out / "cache" / str(image_size), image_size, workers, progress, problems)
     if "train" not in splits:
         raise DataError(f"no readable training images in '{source}' ({len(problems)} files could not be used)")
 
-    present = {label for rows in splits.values() for _, label in rows}
-    notes += [f"class '{c}' has no readable images and was left out" for c in class_names if c not in present]
-    class_names = [c for c in class_names if c in present]
+    if multitask:
+        heads = _finish_heads(heads, [labels for rows in splits.values() for _, labels in rows], notes)
+        class_names = None
+        header = ["path", *heads]
+    else:
+        present = {label for rows in splits.values() for _, label in rows}
+        notes += [f"class '{c}' has no readable images and was left out" for c in class_names if c not in present]
+        class_names = [c for c in class_names if c in present]
+        header = ["path", "label"]
     for split, rows in splits.items():
-        _write_csv(out / f"{split}.csv", rows)
-    report = _report(splits, infos, class_names, problems, notes, name, source_str, image_size)
+        _write_csv(out / f"{split}.csv", header, [(p, *labels) if multitask else (p, labels) for p, labels in rows])
+    report = _report(splits, infos, class_names, problems, notes, name, source_str, image_size,
+                     heads=heads if multitask else None)
     write_json(out / "report.json", report)
     write_text(out / "report.md", _markdown(report))
     meta = {
-        "format_version": FORMAT_VERSION, "task": "classification", "classes": class_names,
+        "format_version": FORMAT_VERSION, "task": "multitask" if multitask else "classification",
         "splits": {s: len(rows) for s, rows in splits.items()},
         "importer": name, "source": source_str, "image_size": image_size,
     }
+    if multitask:
+        meta["heads"] = {h: head.to_json() for h, head in heads.items()}
+    else:
+        meta["classes"] = class_names
     write_json(out / "dataset.json", meta)
     return {
-        "out": str(out), "importer": name, "classes": class_names, "splits": meta["splits"],
-        "counts": report["counts"], "problems": len(problems),
+        "out": str(out), "importer": name, "task": meta["task"],
+        **({"heads": {h: len(head.classes) for h, head in heads.items()}} if multitask else {"classes": class_names}),
+        "splits": meta["splits"],
+        # Per-class counts of many heads would bury the summary: report.md has them.
+        **({} if multitask else {"counts": report["counts"]}), "problems": len(problems),
         "duplicates_across_splits": len(report["duplicates"]["across_splits"]),
         "image_size": image_size, "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def recipe_prepare_args(recipe):
+    """A recipe's data.prepare (and data.root as the output) -> keyword arguments of ``prepare``."""
+    spec = dict(recipe["data"].get("prepare") or {})
+    if not spec.get("source"):
+        raise DataError("data.prepare.source: the recipe does not say what to prepare; pass SOURCE and OUT")
+    return {"out": recipe["data"]["root"], "image_size": recipe["data"]["image_size"],
+            **{k: v for k, v in spec.items() if k != "args"}, **(spec.get("args") or {})}
 
 
 def _cache_splits(splits, cache_dir, size, workers, progress, problems):
@@ -215,6 +244,84 @@ def _clean(imported, classes):
     return names, samples, problems, notes
 
 
+def _clean_heads(imported):
+    """Multi-task counterpart of ``_clean`` -> (heads, [(path, (cell, ...), split)], problems, notes).
+
+    Cells are the text a prepared <split>.csv holds: '' for a missing label, labels joined by
+    LABEL_SEP for a multilabel head ('|' alone: known, with no label).
+    """
+    from .heads import LABEL_SEP
+
+    heads = dict(imported.heads)
+    problems, seen, samples = list(imported.problems), set(), []
+    for path, labels, split in imported.samples:
+        if split and normalize_split(split) is None:
+            problems.append({"path": path, "reason": f"unknown split '{split}' (use train/val/test)"})
+            continue
+        if path in seen:
+            problems.append({"path": path, "reason": "listed twice; kept the first"})
+            continue
+        seen.add(path)
+        cells = []
+        for name, spec in heads.items():
+            value = labels.get(name)
+            if value is None:
+                cells.append("")
+            elif spec["type"] == "multilabel":
+                cells.append(LABEL_SEP.join(value) if value else LABEL_SEP)
+            else:
+                cells.append(str(value))
+        samples.append((path, tuple(cells), normalize_split(split) if split else None))
+    return heads, samples, problems, []
+
+
+def _finish_heads(declared, rows, notes):
+    """Heads with their classes (declared, else the values seen) and, for a head with a parent,
+    each class's parent class (the most common one; disagreements become notes)."""
+    from .heads import LABEL_SEP, Head
+
+    names = list(declared)
+    heads = {}
+    for i, name in enumerate(names):
+        spec = declared[name]
+        cells = [r[i] for r in rows]
+        if spec.get("classes"):
+            classes = [str(c) for c in spec["classes"]]
+        elif spec["type"] == "binary":
+            classes = [name]
+        elif spec["type"] == "multilabel":
+            classes = sorted({label for c in cells for label in c.split(LABEL_SEP) if label})
+        else:
+            classes = sorted({c for c in cells if c})
+        if spec["type"] != "binary":
+            known = set(classes)
+            values = {label for c in cells for label in (c.split(LABEL_SEP) if spec["type"] == "multilabel" else [c])}
+            stray = sorted(v for v in values if v and v not in known)
+            if stray:
+                raise DataError(f"heads.{name}: values not among its declared classes: {', '.join(stray[:5])}")
+        if not classes:
+            raise DataError(f"heads.{name}: no labels at all in the readable images")
+        heads[name] = Head(name, spec["type"], classes, spec.get("parent"))
+    for i, name in enumerate(names):
+        parent = heads[name].parent
+        if not parent:
+            continue
+        if parent not in heads or heads[parent].type != "categorical" or heads[name].type != "categorical":
+            raise DataError(f"heads.{name}.parent: '{parent}' must be another categorical head ({', '.join(names)})")
+        j = names.index(parent)
+        pairs = Counter((r[i], r[j]) for r in rows if r[i] and r[j])
+        parent_of, disagree = {}, 0
+        for (child, up), n in pairs.most_common():
+            if child in parent_of:
+                disagree += n
+            else:
+                parent_of[child] = up
+        heads[name].parent_of = parent_of
+        if disagree:
+            notes.append(f"{disagree} images disagree with the {parent} of their {name}; the most common {parent} was kept")
+    return heads
+
+
 def _assign_splits(samples, val_fraction, test_fraction, seed):
     """[(path, label, split or None)] -> {split: [(path, label)]} in input order, empty splits left out."""
     given = defaultdict(list)
@@ -241,11 +348,12 @@ def _stratified_split(rows, fractions, seed):
     """
     by_class = defaultdict(list)
     for row in rows:
-        by_class[row[1]].append(row)
+        # Multi-task rows (a tuple of cells) are stratified by their first head.
+        by_class[row[1][0] if isinstance(row[1], tuple) else row[1]].append(row)
     out = defaultdict(list)
     for label, members in sorted(by_class.items()):
         members.sort()
-        rng = np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
+        rng = np.random.default_rng([seed, zlib.crc32(str(label).encode("utf-8"))])
         members = [members[i] for i in rng.permutation(len(members))]
         n = len(members)
         counts = {s: int(n * f + 0.5) for s, f in fractions.items()}
@@ -259,17 +367,20 @@ def _stratified_split(rows, fractions, seed):
     return out
 
 
-def _write_csv(path, rows):
+def _write_csv(path, header, rows):
     with atomic_path(path) as tmp, open(tmp, "w", newline="", **ENCODING) as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["path", "label"])
+        writer.writerow(header)
         writer.writerows(rows)
 
 
-def _report(splits, infos, classes, problems, notes, importer, source, image_size):
-    counts = {s: {c: 0 for c in classes} for s in splits}
-    for split, rows in splits.items():
-        counts[split].update(Counter(label for _, label in rows))
+def _report(splits, infos, classes, problems, notes, importer, source, image_size, heads=None):
+    if heads is None:
+        counts = {s: {c: 0 for c in classes} for s in splits}
+        for split, rows in splits.items():
+            counts[split].update(Counter(label for _, label in rows))
+    else:
+        counts = _head_counts(splits, heads)
     shapes = np.array([shape for meta in infos.values() for shape in meta["shapes"]]).reshape(-1, 2)
     stats = {
         axis: {"min": int(col.min()), "median": float(statistics.median(col.tolist())), "max": int(col.max())}
@@ -282,7 +393,8 @@ def _report(splits, infos, classes, problems, notes, importer, source, image_siz
     across = [{"sha1": h, "files": files} for h, files in copies.items() if len({f["split"] for f in files}) > 1]
     within = sum(len(files) - len({f["split"] for f in files}) for files in copies.values())
     return {
-        "source": source, "importer": importer, "image_size": image_size, "classes": classes,
+        "source": source, "importer": importer, "image_size": image_size,
+        **({"classes": classes} if heads is None else {"heads": {h: head.to_json() for h, head in heads.items()}}),
         "splits": {s: len(rows) for s, rows in splits.items()}, "counts": counts,
         "image_sizes": stats,
         "duplicates": {"across_splits": across, "extra_copies_within_splits": within},
@@ -290,19 +402,50 @@ def _report(splits, infos, classes, problems, notes, importer, source, image_siz
     }
 
 
+def _head_counts(splits, heads):
+    """{head: {split: {class: images, "(missing)": images}}}."""
+    from .heads import LABEL_SEP
+
+    out = {}
+    for i, (name, head) in enumerate(heads.items()):
+        out[name] = {}
+        for split, rows in splits.items():
+            found = Counter()
+            for _, cells in rows:
+                cell = cells[i]
+                if not cell:
+                    found["(missing)"] += 1
+                else:
+                    found.update(cell.split(LABEL_SEP) if head.type == "multilabel" else [cell])
+            out[name][split] = {c: found.get(c, 0) for c in [*head.classes, "(missing)"]}
+    return out
+
+
+def _count_table(counts, classes, splits, totals=None):
+    lines = ["| class | " + " | ".join(splits) + " | total |", "|---|" + "---:|" * (len(splits) + 1)]
+    for c in classes:
+        row = [counts[s][c] for s in splits]
+        lines.append(f"| {c} | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
+    if totals:
+        row = [totals[s] for s in splits]
+        lines.append("| **total** | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
+    return lines + [""]
+
+
 def _markdown(report, limit=50):
     splits = list(report["splits"])
     lines = [
         "# Prepared dataset report", "",
         f"Source: `{report['source']}` (importer `{report['importer']}`), cached at {report['image_size']} px.", "",
-        "| class | " + " | ".join(splits) + " | total |",
-        "|---|" + "---:|" * (len(splits) + 1),
     ]
-    for c in report["classes"]:
-        row = [report["counts"][s][c] for s in splits]
-        lines.append(f"| {c} | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
-    totals = [report["splits"][s] for s in splits]
-    lines.append("| **total** | " + " | ".join(map(str, totals)) + f" | {sum(totals)} |")
+    if "heads" in report:  # one table per head
+        for name, counts in report["counts"].items():
+            spec = report["heads"][name]
+            lines += [f"## Head `{name}` ({spec['type']}, {len(spec['classes'])} classes"
+                      + (f", belongs to `{spec['parent']}`" if spec.get("parent") else "") + ")", ""]
+            lines += _count_table(counts, list(next(iter(counts.values()))), splits)
+    else:
+        lines += _count_table(report["counts"], report["classes"], splits, totals=report["splits"])
     sizes = report["image_sizes"]
     lines += ["", "## Image sizes (pixels)", "", "| | min | median | max |", "|---|---:|---:|---:|"]
     lines += [f"| {axis} | {s['min']} | {s['median']:g} | {s['max']} |" for axis, s in sizes.items()]

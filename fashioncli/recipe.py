@@ -258,10 +258,34 @@ class Component:
         self.kind, self.injected = kind, injected
 
 
+class MappingOf:
+    """{any name: schema}, e.g. the heads of a multi-task recipe."""
+
+    def __init__(self, schema):
+        self.schema = schema
+
+
+def record(schema):
+    """A mapping validated against ``schema`` inside a list (train.stages)."""
+    def check(value, path):
+        return _validate(value, schema, path, check_components=True)
+    return check
+
+
 COMPONENT_KEYS = ("name", "args")
+# How one head of a multi-task model is built and learned ("head" sets them for every head).
+HEAD_SCHEMA = {
+    "weight": NONNEG_FLOAT,
+    "loss": Component("losses"),
+    "hidden": list_of(POS_INT),
+    "batch_norm": BOOL,
+    "dropout": NONNEG_FLOAT,
+}
 
 SCHEMA = {
-    "task": choice("classification"),
+    "task": choice("classification", "multitask"),
+    "head": HEAD_SCHEMA,
+    "heads": MappingOf(HEAD_SCHEMA),
     "description": STR,
     "data": {
         "root": STR,
@@ -272,6 +296,11 @@ SCHEMA = {
         "train_split": STR,
         "val_split": STR,
         "test_split": STR,
+        # What `fashion prepare --recipe` makes data.root from.
+        "prepare": {
+            "source": STR, "importer": STR, "image_size": POS_INT, "val_fraction": NONNEG_FLOAT,
+            "test_fraction": NONNEG_FLOAT, "seed": INT, "classes": list_of(STR), "args": ANY,
+        },
         "augment": {
             "hflip": BOOL,
             "scale": optional(list_of(POS_FLOAT, 2)),
@@ -280,7 +309,7 @@ SCHEMA = {
             "color_jitter": NONNEG_FLOAT,
         },
     },
-    "model": Component("models", injected=("num_classes",)),
+    "model": Component("models", injected=("num_classes", "heads")),
     "loss": Component("losses"),
     "optimizer": {
         "name": choice("sgd", "adam", "adamw"),
@@ -308,8 +337,13 @@ SCHEMA = {
         "compile": BOOL,
         "grad_clip": optional(POS_FLOAT),
         "early_stopping": {"patience": optional(POS_INT), "monitor": STR, "mode": choice("max", "min")},
+        # Staged fine-tuning: each stage trains for its epochs with the backbone frozen ('none'),
+        # whole ('all') or only its last K stages trainable, at its own learning rate.
+        "stages": list_of(record({"epochs": POS_INT, "backbone": either(choice("all", "none"), POS_INT),
+                                  "lr": POS_FLOAT})),
     },
-    "eval": {"topk": POS_INT, "split": STR, "checkpoint": choice("best", "last")},
+    "eval": {"topk": POS_INT, "split": STR, "checkpoint": choice("best", "last"),
+             "tta": {"hflip": BOOL, "shift": NONNEG_INT}},
     "output": {"dir": STR, "name": optional(STR), "exist_ok": BOOL},
 }
 
@@ -326,9 +360,10 @@ DEFAULTS = {
     "train": {
         "epochs": 10, "seed": 0, "device": "auto", "amp": "auto", "deterministic": False,
         "channels_last": True, "compile": False, "grad_clip": None,
-        "early_stopping": {"patience": None, "monitor": "val_accuracy", "mode": "max"},
+        # auto: the task's main validation metric (val_accuracy, val_mean_accuracy, ...), maximised.
+        "early_stopping": {"patience": None, "monitor": "auto", "mode": "max"},
     },
-    "eval": {"topk": 5, "split": "test", "checkpoint": "best"},
+    "eval": {"topk": 5, "split": "test", "checkpoint": "best", "tta": {"hflip": False, "shift": 0}},
     "output": {"dir": "runs", "name": None, "exist_ok": False},
 }
 REQUIRED = ("data.root", "model")
@@ -347,6 +382,10 @@ def _validate(value, schema, path, check_components):
         return out
     if isinstance(schema, Component):
         return _validate_component(value, schema, path, check_components)
+    if isinstance(schema, MappingOf):
+        if not isinstance(value, dict):
+            raise RecipeError(f"{path}: expected a mapping of names, got {value!r}")
+        return {k: _validate(v or {}, schema.schema, f"{path}.{k}", check_components) for k, v in value.items()}
     return schema(value, path)
 
 

@@ -16,12 +16,13 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import CachedImages, build_augment, make_loader, resolve_device
 from .dataset import PreparedDataset
 from .errors import FashionError, OutputError
-from .evaluate import classification_metrics, run_classifier
+from .evaluate import run_model
 from .io import make_dir, remove_temporaries, write_text
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
 from .plugins import get
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
+from .tasks import make_task
 
 
 def seed_everything(seed, deterministic=False):
@@ -60,6 +61,12 @@ def run_directory(recipe, spec, resume=False):
     return path
 
 
+def to_device(y, device):
+    if isinstance(y, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in y.items()}
+    return y.to(device, non_blocking=True)
+
+
 def amp_dtype(setting, device):
     """bf16 where the GPU has it, fp16 otherwise; none on CPU unless asked for."""
     if setting is False or (setting == "auto" and device.type != "cuda"):
@@ -78,15 +85,16 @@ class Trainer:
         seed_everything(t["seed"], t["deterministic"])
         self.device = resolve_device(t["device"])
         self.data = PreparedDataset.open(d["root"])
-        self.classes = self.data.classes
+        self.task = make_task(recipe, self.data)
         size = d["image_size"]
         # The model first: a wrong backbone or missing weights fail before caches are built.
         m = recipe["model"]
-        self.model = get("models").create(m["name"], num_classes=len(self.classes), **m["args"])
+        self.model = get("models").create(m["name"], **self.task.model_args(), **m["args"])
 
         train_split = d["train_split"]
         self.train_set = CachedImages(
-            self.data.cache(train_split, size), self.data.labels(train_split), build_augment(size, d["augment"])
+            self.data.cache(train_split, size), self.task.targets(self.data, train_split),
+            build_augment(size, d["augment"]),
         )
         self.val_split = d["val_split"] if d["val_split"] in self.data.splits else None
         # Deterministic runs restart workers each epoch, so their augmentation is a function of
@@ -97,7 +105,7 @@ class Trainer:
         )
         self.val_loader = None
         if self.val_split:
-            val_set = CachedImages(self.data.cache(self.val_split, size), self.data.labels(self.val_split))
+            val_set = CachedImages(self.data.cache(self.val_split, size), self.task.targets(self.data, self.val_split))
             self.val_loader = make_loader(val_set, d.get("eval_batch_size") or d["batch_size"] * 2, num_workers=d["num_workers"])
 
         pre = getattr(self.model, "fashion_preprocessing", {})
@@ -105,21 +113,54 @@ class Trainer:
         self.memory_format = torch.channels_last if t["channels_last"] else torch.contiguous_format
         self.model.to(self.device, memory_format=self.memory_format)
         self.forward = torch.compile(self.model) if t["compile"] else self.model
-        self.criterion = get("losses").create(recipe["loss"]["name"], **recipe["loss"]["args"]).to(self.device)
+        self.criterion = self.task.criterion().to(self.device)
+        if t.get("stages"):  # staged fine-tuning: the stages' epochs are the run's
+            t["epochs"] = sum(stage["epochs"] for stage in t["stages"])
         self.optimizer = build_optimizer(self.model.parameters(), recipe["optimizer"])
         self.scheduler = build_scheduler(
             self.optimizer, recipe["scheduler"], t["epochs"], len(self.train_loader), recipe["optimizer"]["lr"]
         )
+        self.stage = None
+        if t.get("stages"):
+            self.enter_stage(0)
         self.amp = amp_dtype(t["amp"], self.device)
         self.scaler = torch.amp.GradScaler(enabled=self.amp is torch.float16)
         self.epoch, self.best, self.stale, self.history = 0, None, 0, []
+
+    # -- staged fine-tuning ---------------------------------------------------
+    def stage_at(self, epoch):
+        end = 0
+        for i, stage in enumerate(self.recipe["train"]["stages"]):
+            end += stage["epochs"]
+            if epoch < end:
+                return i
+        return i
+
+    def enter_stage(self, i):
+        """Freeze what stage ``i`` keeps fixed, and give it its learning rate and its own schedule.
+
+        The optimizer holds every parameter from the start (frozen ones get no gradient, so no
+        update): unfreezing later needs no new optimizer, and its state carries over.
+        """
+        from .freeze import set_trainable
+
+        stage = self.recipe["train"]["stages"][i]
+        trainable = set_trainable(self.model, stage["backbone"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] = stage["lr"]
+        self.scheduler = build_scheduler(self.optimizer, self.recipe["scheduler"], stage["epochs"],
+                                         len(self.train_loader), stage["lr"])
+        if self.stage is not None:
+            tqdm.write(f"stage {i + 1}: backbone {stage['backbone']}, lr {stage['lr']:g}, "
+                       f"{trainable:,} trainable parameters")
+        self.stage = i
 
     # -- state -------------------------------------------------------------
     def meta(self, metrics):
         return {
             "task": self.recipe["task"],
-            "classes": self.classes,
-            "model": self.recipe["model"],
+            **self.task.meta(),
+            "model": {**self.recipe["model"], "injected": self.task.model_args()},
             "preprocessing": {
                 "image_size": self.recipe["data"]["image_size"], "mean": list(self.mean), "std": list(self.std),
                 "resize": "squash", "layout": "RGB",
@@ -135,7 +176,7 @@ class Trainer:
                 self.run_dir / "checkpoints" / f"{name}.pt", self.model, self.meta(metrics),
                 optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                 scaler=self.scaler.state_dict(), epoch=self.epoch, best=self.best, stale=self.stale,
-                history=self.history, torch_rng=torch.get_rng_state(),
+                history=self.history, torch_rng=torch.get_rng_state(), stage=self.stage,
             )
         except OutputError as exc:  # e.g. a full disk: the previous file was left as it was
             raise OutputError(f"{exc}; fix that and rerun with --resume to continue from the last checkpoint") from None
@@ -143,9 +184,10 @@ class Trainer:
     def restore(self):
         payload, _ = load_checkpoint(self.run_dir / "checkpoints" / "last.pt")
         self.model.load_state_dict(payload["model"])
+        if payload.get("stage") is not None:  # the schedule saved is that stage's
+            self.enter_stage(payload["stage"])
         self.optimizer.load_state_dict(payload["optimizer"])
-        sched = payload["scheduler"]
-        self.scheduler.load_state_dict(sched)
+        self.scheduler.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
         self.epoch, self.best, self.stale = payload["epoch"], payload["best"], payload["stale"]
         self.history = payload["history"]
@@ -161,17 +203,21 @@ class Trainer:
 
     def train_epoch(self):
         self.model.train()
+        if self.stage is not None:
+            from .freeze import freeze_bn_of_frozen
+
+            freeze_bn_of_frozen(self.model)  # train() woke the frozen BatchNorm layers up
         # Reseeding per epoch makes the data order a function of (seed, epoch): resume replays it.
         self.train_loader.generator.manual_seed(self.recipe["train"]["seed"] * 1000 + self.epoch)
         clip = self.recipe["train"]["grad_clip"]
-        total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+        total_loss, correct, labelled, seen, start = 0.0, 0, 0, 0, time.perf_counter()
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{self.recipe['train']['epochs']}",
                    disable=not self.progress, leave=False, dynamic_ncols=True)
         for x, y in bar:
-            y = y.to(self.device, non_blocking=True)
+            y = to_device(y, self.device)
             with self.autocast():
-                logits = self.forward(self.inputs(x))
-                loss = self.criterion(logits, y)
+                outputs = self.forward(self.inputs(x))
+                loss = self.criterion(outputs, y)
             if not torch.isfinite(loss):
                 raise self.diverged(f"loss became {loss.item()}")
             self.optimizer.zero_grad(set_to_none=True)
@@ -182,23 +228,21 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
-            n = y.numel()
+            n = x.shape[0]
             total_loss += loss.item() * n
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += n
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+            right, counted = self.task.correct(outputs, y)
+            correct, labelled, seen = correct + right, labelled + counted, seen + n
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / max(1, labelled):.3f}")
         elapsed = time.perf_counter() - start
-        return {"train_loss": total_loss / max(1, seen), "train_accuracy": correct / max(1, seen),
+        return {"train_loss": total_loss / max(1, seen), "train_accuracy": correct / max(1, labelled),
                 "train_img_per_s": seen / elapsed if elapsed else 0.0}
 
     def validate(self):
         if self.val_loader is None:
             return {}
-        logits, targets = run_classifier(self.model, self.val_loader, self.device, self.mean, self.std,
-                                         memory_format=self.memory_format, autocast=self.autocast)
-        loss = torch.nn.functional.cross_entropy(logits.float(), targets).item()
-        metrics = classification_metrics(logits, targets, self.classes, topk=self.recipe["eval"]["topk"])
-        return {"val_loss": loss, **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}}
+        outputs, targets = run_model(self.model, self.val_loader, self.device, self.mean, self.std,
+                                     memory_format=self.memory_format, autocast=self.autocast)
+        return self.task.validate(outputs, targets)
 
     def diverged(self, what):
         """The error that stops a run gone non-finite; nothing of it is saved, last.pt stays good."""
@@ -212,6 +256,10 @@ class Trainer:
         if value is None:
             known = ", ".join(k for k, v in metrics.items() if isinstance(v, float))
             raise FashionError(f"train.early_stopping.monitor: '{es['monitor']}' is not measured; measured: {known}")
+        if value != value:  # NaN: undefined this epoch (e.g. no positives yet), so never a best to beat
+            first = not (self.run_dir / "checkpoints" / "best.pt").is_file()
+            self.stale = 0 if first else self.stale + 1
+            return first  # but a run always has a best.pt
         better = self.best is None or (value > self.best if es["mode"] == "max" else value < self.best)
         if better:
             self.best, self.stale = value, 0
@@ -222,9 +270,13 @@ class Trainer:
     def fit(self):
         t = self.recipe["train"]
         patience = t["early_stopping"]["patience"]
+        if t["early_stopping"]["monitor"] == "auto":
+            t["early_stopping"].update(monitor=self.task.monitor(), mode="max")
         if self.val_loader is None and t["early_stopping"]["monitor"].startswith("val_"):
             t["early_stopping"].update(monitor="train_loss", mode="min")
         while self.epoch < t["epochs"]:
+            if self.stage is not None and self.stage_at(self.epoch) != self.stage:
+                self.enter_stage(self.stage_at(self.epoch))
             row = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
             row.update(self.train_epoch())
             # The last step of an epoch can turn the weights non-finite after a finite loss.

@@ -11,7 +11,7 @@ from torchmetrics.classification import MulticlassF1Score
 from fashioncli import hookimpl
 from fashioncli.data import make_loader
 from fashioncli.errors import PluginError, RecipeError
-from fashioncli.evaluate import classification_metrics, run_classifier
+from fashioncli.evaluate import classification_metrics, run_model
 from fashioncli.plugins import get, plugin_registered
 
 CLASSES = ["shirt", "dress", "shoe"]
@@ -128,13 +128,13 @@ def test_a_failing_plugin_metric_names_its_plugin():
             classification_metrics(LOGITS, TARGETS, CLASSES, extra=[{"name": "f1", "args": {"avg": "macro"}}])
 
 
-def test_run_classifier_normalises_on_device_and_restores_mode():
+def test_run_model_normalises_on_device_and_restores_mode():
     # The "model" averages each channel, so logits are the normalised channel means.
     model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()).train()
     x = torch.zeros(5, 3, 4, 4, dtype=torch.uint8)
     x[:, 0] = 255
     loader = make_loader(TensorDataset(x, torch.arange(5)), batch_size=2, num_workers=0)
-    logits, targets = run_classifier(model, loader, torch.device("cpu"), mean=(0.5,) * 3, std=(0.5,) * 3)
+    logits, targets = run_model(model, loader, torch.device("cpu"), mean=(0.5,) * 3, std=(0.5,) * 3)
     assert logits.dtype == torch.float32 and logits.shape == (5, 3)
     assert torch.allclose(logits, torch.tensor([1.0, -1.0, -1.0]).expand(5, 3))
     assert targets.tolist() == [0, 1, 2, 3, 4]

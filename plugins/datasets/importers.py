@@ -7,7 +7,9 @@ from pathlib import Path
 from fashioncli import hookimpl
 from fashioncli.errors import DataError
 from fashioncli.images import IMAGE_EXTENSIONS, iter_image_files
-from fashioncli.importing import TABLE_SUFFIXES, Imported, normalize_split, pick_column, read_table
+from fashioncli.importing import (
+    TABLE_SUFFIXES, Imported, derive_columns, head_labels, normalize_heads, normalize_split, pick_column, read_table,
+)
 
 
 @hookimpl
@@ -69,20 +71,32 @@ LABEL_COLUMNS = ("label", "class", "category", "target", "class_name")
 SPLIT_COLUMNS = ("split", "subset")
 
 
-def table(source, image_col=None, label_col=None, root=None, split_col=None):
-    """A CSV/TSV/parquet table of image paths and labels (optional split column).
+def table(source, image_col=None, label_col=None, root=None, split_col=None, heads=None, derive=None):
+    """A CSV/TSV/parquet table of image paths and labels (optional split column), or of several
+    label columns for a multi-task model (``heads``).
 
     Relative paths are resolved against ``root`` (default: the table's folder); Windows
     separators are accepted, and a path whose leading folders do not exist under root (a table
     written elsewhere, e.g. 'data/images\\1.jpg' next to 'images/') is found by dropping them.
+    heads: label columns as heads (see ``fashioncli.importing.normalize_heads``);
+    derive: composite columns to split first, e.g. {description: {sep: ' - ', into: [master, sub]}}.
     """
     path = Path(source)
     if not path.is_file():
         raise DataError(f"table '{path}' not found")
-    columns = read_table(path)
+    return table_columns(read_table(path), path, image_col, label_col, root, split_col, heads, derive)
+
+
+def table_columns(columns, path, image_col=None, label_col=None, root=None, split_col=None, heads=None, derive=None):
+    """``table`` on columns already read ({name: [text]}), for importers of tables with a known layout."""
+    derive_columns(columns, derive, path)
     names = list(columns)
     image_col = pick_column(names, image_col, IMAGE_COLUMNS, "image", path)
-    label_col = pick_column(names, label_col, LABEL_COLUMNS, "label", path)
+    if heads is not None:
+        declared, labels = head_labels(columns, normalize_heads(heads), path)
+    else:
+        label_col = pick_column(names, label_col, LABEL_COLUMNS, "label", path)
+        declared, labels = None, columns[label_col]
     if split_col is None:
         split_col = next((c for c in names if c.lower() in SPLIT_COLUMNS), None)
     else:
@@ -91,20 +105,21 @@ def table(source, image_col=None, label_col=None, root=None, split_col=None):
 
     samples, problems, classes = [], [], set()
     splits = columns[split_col] if split_col else [None] * len(columns[image_col])
-    for line, (image, label, split) in enumerate(zip(columns[image_col], columns[label_col], splits), start=2):
+    for line, (image, label, split) in enumerate(zip(columns[image_col], labels, splits), start=2):
         where = f"{path.name} row {line}"
         if not image or not image.strip():
             problems.append({"path": where, "reason": f"empty '{image_col}'"})
             continue
-        if label is None or not label.strip():
-            problems.append({"path": resolve(image), "reason": f"{where}: empty '{label_col}'"})
-            continue
-        label = label.strip()
-        classes.add(label)
+        if declared is None:
+            if label is None or not label.strip():
+                problems.append({"path": resolve(image), "reason": f"{where}: empty '{label_col}'"})
+                continue
+            label = label.strip()
+            classes.add(label)
         samples.append((resolve(image), label, split.strip() if split else None))  # prepare checks it
     if not samples:
         raise DataError(f"table '{path}' lists no usable images")
-    return Imported(sorted(classes), samples, problems)
+    return Imported(sorted(classes), samples, problems, heads=declared)
 
 
 def _resolver(root):

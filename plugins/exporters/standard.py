@@ -28,7 +28,8 @@ class OnnxExporter:
         # slated for removal; the parity check guards either way.
         program = torch.onnx.export(
             module, (example,), None, dynamo=True, opset_version=opset, verbose=False,
-            input_names=[metadata["input"]["name"]], output_names=[metadata["output"]["name"]],
+            input_names=[metadata["input"]["name"]],
+            output_names=[o["name"] for o in metadata.get("outputs") or [metadata["output"]]],
             dynamic_shapes=({0: torch.export.Dim("batch")},),
         )
         program.model.metadata_props[METADATA_KEY] = json.dumps(metadata)

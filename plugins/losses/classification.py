@@ -1,14 +1,89 @@
-"""Classification losses."""
+"""Classification losses: single-label (cross-entropy, focal) and binary/multi-label (BCE)."""
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from fashioncli import hookimpl
+from fashioncli.errors import RecipeError
 
 
-def cross_entropy(label_smoothing=0.0, ignore_index=-100):
-    """Cross-entropy with optional label smoothing."""
-    return nn.CrossEntropyLoss(label_smoothing=label_smoothing, ignore_index=ignore_index)
+def _per_class(value, name, scalar=True):
+    """None, a number or a list of numbers -> None or a float tensor (a buffer that follows .to(device))."""
+    if value is None:
+        return None
+    is_list = isinstance(value, (list, tuple))
+    values = value if is_list else [value]
+    # A single class weight would only scale the loss: refused where weights are per class.
+    if not (is_list or scalar) or not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in values):
+        what = "a non-negative number or a list of them" if scalar else "a list of non-negative numbers, one per class"
+        raise RecipeError(f"loss argument '{name}': expected {what}, got {value!r}")
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def _fits(weights, width, name):
+    if weights is not None and weights.numel() not in (1, width):
+        raise RecipeError(f"loss argument '{name}': {weights.numel()} values for {width} outputs; give one per output or a single number")
+
+
+def cross_entropy(label_smoothing=0.0, ignore_index=-100, weight=None):
+    """Cross-entropy with optional label smoothing and per-class weights."""
+    return nn.CrossEntropyLoss(weight=_per_class(weight, "weight", scalar=False), label_smoothing=label_smoothing, ignore_index=ignore_index)
+
+
+class FocalLoss(nn.Module):
+    """-alpha_t (1 - p_t)^gamma log p_t, averaged over the rows whose target is not ignore_index."""
+
+    def __init__(self, gamma=2.0, alpha=None, ignore_index=-100):
+        super().__init__()
+        self.gamma, self.ignore_index = float(gamma), ignore_index
+        self.register_buffer("alpha", _per_class(alpha, "alpha"), persistent=False)
+
+    def forward(self, logits, targets):
+        keep = targets != self.ignore_index
+        if not keep.any():
+            return logits.sum() * 0.0  # a batch without labels for this head: no signal, still a graph
+        # float32 under AMP: log-probabilities of half precision underflow for confident rows.
+        logits, targets = logits.float()[keep], targets[keep]
+        log_pt = F.log_softmax(logits, dim=1).gather(1, targets.unsqueeze(1)).squeeze(1)
+        loss = -((1.0 - log_pt.exp()).clamp(min=0.0) ** self.gamma) * log_pt
+        if self.alpha is not None:
+            _fits(self.alpha, logits.shape[1], "alpha")
+            loss = loss * (self.alpha if self.alpha.numel() == 1 else self.alpha[targets])
+        return loss.mean()
+
+
+def focal(gamma=2.0, alpha=None, ignore_index=-100):
+    """Multi-class focal loss (Lin et al. 2017); alpha is one weight or one per class."""
+    return FocalLoss(gamma, alpha, ignore_index)
+
+
+class BCELoss(nn.Module):
+    """Binary cross-entropy with logits on 0/1 float targets; entries below 0 (missing labels) are left out."""
+
+    def __init__(self, pos_weight=None, label_smoothing=0.0):
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise RecipeError(f"loss argument 'label_smoothing': expected a number in [0, 1), got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+        self.register_buffer("pos_weight", _per_class(pos_weight, "pos_weight"), persistent=False)
+
+    def forward(self, logits, targets):
+        keep = targets >= 0
+        if not keep.any():
+            return logits.sum() * 0.0
+        _fits(self.pos_weight, logits.shape[-1], "pos_weight")
+        targets = targets.float() * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        loss = F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=self.pos_weight, reduction="none")
+        return loss[keep].mean()
+
+
+def bce(pos_weight=None, label_smoothing=0.0):
+    """Binary cross-entropy with logits for binary and multi-label heads; pos_weight is one or one per label."""
+    return BCELoss(pos_weight, label_smoothing)
 
 
 @hookimpl
 def register_losses(register):
     register("cross_entropy", cross_entropy)
+    register("focal", focal)
+    register("bce", bce)

@@ -7,33 +7,53 @@ from fashioncli.errors import UnknownNameError, did_you_mean
 from fashioncli.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
-def timm_classifier(backbone, num_classes, pretrained=False, drop_rate=0.0, drop_path_rate=None, in_chans=3):
-    """Any timm model by name with a new classifier of num_classes."""
+def create_timm(backbone, pretrained=False, num_classes=0, **kwargs):
+    """-> (timm model with weights and ``fashion_preprocessing``, whether weights were loaded).
+
+    Shared by every model built on a timm backbone; ``kwargs`` go to ``timm.create_model``.
+    """
     if not timm.is_model(backbone):
         raise UnknownNameError(
             f"unknown timm backbone '{backbone}'{did_you_mean(backbone, timm.list_models())}; "
             "list them with: python -c \"import timm; print(timm.list_models('*name*'))\""
         )
     kind, file, mean, std = weights.resolve(pretrained, backbone)
-    kwargs = {"drop_rate": drop_rate, "in_chans": in_chans}
-    if drop_path_rate is not None:
-        kwargs["drop_path_rate"] = drop_path_rate
-    model = timm.create_model(backbone, pretrained=kind == "hub", num_classes=num_classes, **kwargs)
+    # Ported weight files carry a classifier and pair tensors up in order: load them into a model
+    # that has one, then drop it.
+    drop_classifier = bool(file) and num_classes == 0
+    model = timm.create_model(backbone, pretrained=kind == "hub", num_classes=1 if drop_classifier else num_classes, **kwargs)
     if file:
         weights.apply_state_dict(model, weights.load_state_dict_file(file), file)
-    if kind != "none":
-        # timm's head init scales with 1/sqrt(num_classes): large first logits that upset pretrained
-        # features. A zero head starts fine-tuning at the uniform prediction instead.
-        head = model.get_classifier()
-        if isinstance(head, torch.nn.Linear):
-            torch.nn.init.zeros_(head.weight)
-            torch.nn.init.zeros_(head.bias)
+    if drop_classifier:
+        model.reset_classifier(0, **{k: kwargs[k] for k in ("global_pool",) if k in kwargs})
     cfg = model.pretrained_cfg
     # Preprocessing travels with the model into checkpoints and exports.
     model.fashion_preprocessing = {
         "mean": list(mean or cfg.get("mean", IMAGENET_MEAN)),
         "std": list(std or cfg.get("std", IMAGENET_STD)),
     }
+    return model, kind != "none"
+
+
+def zero_init_(layer):
+    """Zero a new Linear on top of pretrained features.
+
+    timm's head init scales with 1/sqrt(num_classes): large first logits that upset pretrained
+    features. A zero layer starts fine-tuning at the uniform prediction instead.
+    """
+    if isinstance(layer, torch.nn.Linear):
+        torch.nn.init.zeros_(layer.weight)
+        torch.nn.init.zeros_(layer.bias)
+
+
+def timm_classifier(backbone, num_classes, pretrained=False, drop_rate=0.0, drop_path_rate=None, in_chans=3):
+    """Any timm model by name with a new classifier of num_classes."""
+    kwargs = {"drop_rate": drop_rate, "in_chans": in_chans}
+    if drop_path_rate is not None:
+        kwargs["drop_path_rate"] = drop_path_rate
+    model, loaded = create_timm(backbone, pretrained, num_classes=num_classes, **kwargs)
+    if loaded:
+        zero_init_(model.get_classifier())
     return model
 
 

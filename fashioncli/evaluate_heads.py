@@ -1,0 +1,103 @@
+"""`fashion eval` for a multi-task checkpoint: metrics per head, reports per head, one predictions table.
+
+    <out>/summary.json              every head's scalar metrics, mean accuracy, mean AP, thresholds
+    <out>/heads.csv                 one row per head: type, support, accuracy, macro F1, AUROC, mAP
+    <out>/<head>/per_class.csv      categorical: P/R/F1/AUROC/support; sigmoid: AP/AUROC/P/R/F1/threshold
+    <out>/<head>/confusion_matrix.csv|.png   categorical heads
+    <out>/predictions.csv           path, then <head>_true, <head>_pred, <head>_score per head
+"""
+import numpy as np
+
+from .data import CachedImages, make_loader
+from .errors import DataError
+from .evaluate import _write_csv, run_model
+from .head_metrics import multitask_metrics
+from .heads import LABEL_SEP, decode, heads_from_json
+
+SCALARS = ("support", "accuracy", "f1_macro", "auroc_macro", "map")
+
+
+def evaluate_heads(model, meta, root, split, out, batch_size, device, num_workers, tta, topk):
+    """Score ``model`` on ``split`` of the prepared multi-task dataset ``root`` -> summary dict."""
+    from .dataset import PreparedDataset
+
+    heads, pre = heads_from_json(meta["heads"]), meta["preprocessing"]
+    thresholds = meta.get("thresholds") or {}
+    data = PreparedDataset.open(root).require("multitask")
+    missing = [h for h in heads if h not in data.heads]
+    if missing:
+        raise DataError(f"'{root}' has no head {', '.join(missing)} (its heads: {', '.join(data.heads)})")
+    for name, head in heads.items():  # the model's classes, not the data's: re-encode by name
+        data.heads[name] = head
+    targets = {name: t for name, t in data.targets(split).items() if name in heads}
+    paths = data.paths(split)
+    if not paths:
+        raise DataError(f"split '{split}' of '{root}' is empty")
+    dataset = CachedImages(data.cache(split, pre["image_size"]), targets, image_size=pre["image_size"])
+    loader = make_loader(dataset, batch_size, num_workers=num_workers)
+    logits, targets = run_model(model, loader, device, pre["mean"], pre["std"], tta=tta)
+
+    result = multitask_metrics(heads, logits, targets, thresholds=thresholds, topk=topk)
+    _write_head_reports(out, heads, result)
+    probs = {n: (logits[n].sigmoid() if h.sigmoid else logits[n].softmax(1)).numpy() for n, h in heads.items()}
+    _write_predictions(out / "predictions.csv", heads, paths, probs, {n: t.numpy() for n, t in targets.items()},
+                       thresholds)
+    return {
+        "data": str(root), "split": split, "num_samples": len(paths), "task": "multitask",
+        "metrics": {
+            "mean_accuracy": result["mean_accuracy"], **({"mean_ap": result["mean_ap"]} if "mean_ap" in result else {}),
+            "heads": {n: {k: v for k, v in r.items() if not isinstance(v, (dict, list))} for n, r in result["heads"].items()},
+        },
+        "thresholds": thresholds, "tta": tta, "out": str(out),
+    }
+
+
+def _write_head_reports(out, heads, result):
+    from .plots import plot_confusion_matrix
+
+    rows = []
+    for name, head in heads.items():
+        r = result["heads"][name]
+        rows.append([name, head.type, *(r.get(k) for k in SCALARS)])
+        per = r.get("per_class") or r.get("per_label") or {}
+        if per:
+            columns = list(next(iter(per.values())))
+            _write_csv(out / name / "per_class.csv", ["class", *columns], [[c, *v.values()] for c, v in per.items()])
+        if r.get("confusion_matrix"):
+            matrix = r["confusion_matrix"]
+            _write_csv(out / name / "confusion_matrix.csv", ["true\\predicted", *head.classes],
+                       [[c, *row] for c, row in zip(head.classes, matrix)])
+            if len(head.classes) <= 60:  # past that a picture is unreadable; the CSV has it all
+                plot_confusion_matrix(matrix, head.classes, out / name / "confusion_matrix.png")
+    _write_csv(out / "heads.csv", ["head", "type", *SCALARS], rows)
+
+
+def label_text(head, decoded, row):
+    """The predicted label of one row as text: a class, or the labels on joined by '|'."""
+    if head.sigmoid:
+        return LABEL_SEP.join(c for c, on in zip(head.classes, decoded["mask"][row]) if on)
+    return head.classes[decoded["index"][row]]
+
+
+def _true_text(head, target):
+    if head.sigmoid:
+        if (target < 0).all():
+            return ""
+        return LABEL_SEP.join(c for c, on in zip(head.classes, target) if on > 0.5)
+    return "" if target < 0 else head.classes[int(target)]
+
+
+def _write_predictions(path, heads, paths, probs, targets, thresholds):
+    decoded = decode(heads, probs, thresholds, hierarchy=False)  # as the metrics count them
+    header = ["path"]
+    for name, head in heads.items():
+        header += [f"{name}_true", f"{name}_pred", f"{name}_score"]
+    rows = []
+    for i, p in enumerate(paths):
+        row = [p]
+        for name, head in heads.items():
+            d = decoded[name]
+            score = d["score"][i] if "score" in d else float(np.max(probs[name][i]))
+            row += [_true_text(head, targets[name][i]), label_text(head, d, i), f"{score:.6f}"]
+        rows.append(row)
+    _write_csv(path, header, rows)

@@ -1,0 +1,52 @@
+"""Test-time augmentation: a batch seen as several flipped and shifted copies whose outputs are averaged.
+
+Report 004 flips and translates its test images and averages the predictions. ``tta`` is the
+recipe's ``eval.tta``: {"hflip": bool, "shift": pixels}. A shift of s adds four copies moved by s
+pixels left, right, up and down, with the border repeated (not wrapped around, which would put a
+sleeve on the wrong side).
+"""
+import numpy as np
+
+
+def augmented_views(x, tta):
+    """Yield the views of an NCHW batch ``x`` (a tensor, or a numpy array: ONNX predict has no
+    torch): itself first, then its augmented copies. Eval averages the views' logits, predict
+    their probabilities (what an exported model returns)."""
+    yield x
+    is_numpy = isinstance(x, np.ndarray)
+    if tta.get("hflip"):
+        yield np.ascontiguousarray(x[..., ::-1]) if is_numpy else x.flip(-1)
+    s = int(tta.get("shift") or 0)
+    if s:
+        h, w = x.shape[-2:]
+        if is_numpy:
+            padded = np.pad(x, ((0, 0), (0, 0), (s, s), (s, s)), mode="edge")
+        else:
+            import torch.nn.functional as F
+
+            padded = F.pad(x, (s, s, s, s), mode="replicate")
+        for dy, dx in ((0, -s), (0, s), (-s, 0), (s, 0)):
+            view = padded[..., s + dy:s + dy + h, s + dx:s + dx + w]
+            yield np.ascontiguousarray(view) if is_numpy else view
+
+
+def enabled(tta):
+    return bool(tta) and (bool(tta.get("hflip")) or bool(tta.get("shift")))
+
+
+def parse(text):
+    """The command line's --tta: 'none', 'hflip', 'shift=4' or 'hflip,shift=4' -> the recipe's form."""
+    from .errors import FashionError
+
+    tta = {"hflip": False, "shift": 0}
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        key, _, value = part.partition("=")
+        if key == "none" and not value:
+            continue
+        if key == "hflip" and not value:
+            tta["hflip"] = True
+        elif key == "shift" and value.isdigit():
+            tta["shift"] = int(value)
+        else:
+            raise FashionError(f"--tta '{text}': expected none, hflip, shift=PIXELS or both, e.g. hflip,shift=4")
+    return tta

@@ -1,0 +1,154 @@
+"""Convolutional prototype learning (report 000): a feature extractor, a linear embedding, and
+learnable class prototypes matched by squared Euclidean distance.
+
+Every model here returns a dict rather than a logits tensor::
+
+    {"logits": (N, C) = -gamma * min_k d(f(x), m_ck),   # argmax = class of the nearest prototype
+     "distances": (N, C, K) squared distances to every prototype,
+     "embedding": (N, D) f(x)}
+
+Train them with the ``dce_pl`` loss (plugins/losses/prototype.py); reject unseen classes with
+fashioncli/openset.py.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fashioncli import hookimpl
+from fashion_plugins.models.timm_models import create_timm
+
+
+def class_log_probs(distances, gamma=1.0):
+    """(N, C, K) squared distances -> (N, C) log p(c|x) of the report's DCE.
+
+    p(c|x) = sum_k exp(-gamma d_ck) / sum_{c',k} exp(-gamma d_c'k), in log space (logsumexp) so that
+    large distances do not underflow to log(0). With K=1 this equals log_softmax(logits).
+    """
+    d = distances.to(torch.promote_types(distances.dtype, torch.float32))  # fp16/bf16 -> fp32
+    # p is unchanged by a shift of all of an image's distances; shifting the nearest to 0 keeps
+    # float32 precision when every distance is large (detached: the shift has no gradient).
+    d = d - d.flatten(1).min(dim=1).values.detach().view(-1, 1, 1)
+    per_class = torch.logsumexp(-gamma * d, dim=2)
+    return per_class - torch.logsumexp(per_class, dim=1, keepdim=True)
+
+
+class PrototypeHead(nn.Module):
+    """C*K learnable prototypes in embedding space; returns squared distances (N, C, K)."""
+
+    def __init__(self, embedding_dim, num_classes, prototypes_per_class=1):
+        super().__init__()
+        if num_classes < 1 or prototypes_per_class < 1 or embedding_dim < 1:
+            raise ValueError("embedding_dim, num_classes and prototypes_per_class must be >= 1")
+        self.num_classes, self.prototypes_per_class = num_classes, prototypes_per_class
+        # Random, not equal: identical prototypes get identical gradients and never separate (a
+        # class's K prototypes would stay one). Small (norm ~0.1): initial distances differ little
+        # between classes, so training starts near the uniform prediction, like timm_models' zero head.
+        self.prototypes = nn.Parameter(
+            torch.randn(num_classes * prototypes_per_class, embedding_dim) * (0.1 / embedding_dim ** 0.5)
+        )
+
+    def forward(self, embedding):
+        # Float32 even under autocast: distances are differences of nearby numbers. The explicit
+        # difference (not |f|^2 - 2 f.m + |m|^2) is exact and never slightly negative; N x C*K x D stays small.
+        diff = embedding.float().unsqueeze(1) - self.prototypes.unsqueeze(0)
+        d = diff.pow(2).sum(dim=2)
+        return d.view(d.shape[0], self.num_classes, self.prototypes_per_class)
+
+
+class PrototypeNet(nn.Module):
+    """features (N, F) -> linear embedding (N, D) -> prototype distances -> the output dict."""
+
+    def __init__(self, features, num_features, num_classes, embedding_dim, prototypes_per_class, gamma):
+        super().__init__()
+        self.features = features
+        self.embed = nn.Linear(num_features, embedding_dim)
+        self.head = PrototypeHead(embedding_dim, num_classes, prototypes_per_class)
+        self.gamma = float(gamma)
+
+    def forward(self, x):
+        embedding = self.embed(self.features(x))
+        distances = self.head(embedding)
+        logits = -self.gamma * distances.min(dim=2).values
+        return {"logits": logits, "distances": distances, "embedding": embedding}
+
+
+def _double_conv(cin, cout):
+    # The report (and U-Net): two 3x3 convolutions, each followed by ReLU; no BatchNorm is mentioned.
+    # padding=1 keeps the size, so skip crops are no-ops at power-of-two sizes (U-Net used unpadded).
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True),
+    )
+
+
+def _center_crop(skip, like):
+    """Crop ``skip`` to the spatial size of ``like`` around its centre (U-Net's crop-and-copy)."""
+    h, w = like.shape[-2:]
+    top = (skip.shape[-2] - h) // 2
+    left = (skip.shape[-1] - w) // 2
+    return skip[..., top:top + h, left:left + w]
+
+
+class UNetFeatures(nn.Module):
+    """U-Net contracting + expansive paths, then global average pooling -> (N, base_channels).
+
+    ``levels`` is the number of 2x2 max-pools (and of 2x2 up-convolutions): levels=4 is the original
+    U-Net shape, with channels base, 2*base, ..., 16*base at the bottom.
+    """
+
+    def __init__(self, in_chans=3, levels=4, base_channels=16):
+        super().__init__()
+        if levels < 1 or base_channels < 1:
+            raise ValueError("levels and base_channels must be >= 1")
+        chans = [base_channels * 2 ** i for i in range(levels + 1)]
+        self.levels = levels
+        self.down = nn.ModuleList([_double_conv(in_chans, chans[0])])
+        self.down.extend(_double_conv(chans[i], chans[i + 1]) for i in range(levels))
+        self.upconv = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(levels)))
+        self.up = nn.ModuleList(_double_conv(2 * chans[i], chans[i]) for i in reversed(range(levels)))
+        self.num_features = chans[0]
+        for m in self.modules():
+            # U-Net's initialisation: Gaussian with std sqrt(2 / fan_in) (He et al.), for a deep
+            # ReLU stack without normalisation layers.
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()) and min(x.shape[-2:]) < 2 ** self.levels:
+            raise ValueError(f"U-Net with levels={self.levels} needs inputs of at least {2 ** self.levels} px, got {tuple(x.shape[-2:])}")
+        skips = []
+        x = self.down[0](x)
+        for block in self.down[1:]:
+            skips.append(x)
+            x = block(F.max_pool2d(x, 2))  # floor: an odd size loses its last row/column here
+        for upconv, block, skip in zip(self.upconv, self.up, reversed(skips)):
+            x = upconv(x)
+            x = block(torch.cat([_center_crop(skip, x), x], dim=1))
+        return x.mean(dim=(2, 3))
+
+
+def unet_prototype(num_classes, levels=4, base_channels=16, embedding_dim=64, prototypes_per_class=1, gamma=1.0):
+    """U-Net feature extractor + prototype head (report 000); outputs logits, distances, embedding."""
+    model = PrototypeNet(UNetFeatures(3, levels, base_channels), base_channels, num_classes,
+                         embedding_dim, prototypes_per_class, gamma)
+    # Trained from scratch, so no ImageNet statistics to match: 0.5/0.5 maps pixels to [-1, 1].
+    model.fashion_preprocessing = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+    return model
+
+
+def timm_prototype(num_classes, backbone, pretrained=False, embedding_dim=64, prototypes_per_class=1, gamma=1.0,
+                   drop_rate=0.0):
+    """Any timm backbone (pooled features) + prototype head; pretrained as in the `timm` model."""
+    # Same weights code as the `timm` model (hub / file / offline package); num_classes=0 gives
+    # pooled features, and timm still applies drop_rate to them.
+    features, _ = create_timm(backbone, pretrained, num_classes=0, drop_rate=drop_rate)
+    model = PrototypeNet(features, features.num_features, num_classes, embedding_dim, prototypes_per_class, gamma)
+    model.fashion_preprocessing = dict(features.fashion_preprocessing)
+    return model
+
+
+@hookimpl
+def register_models(register):
+    register("unet_prototype", unet_prototype)
+    register("timm_prototype", timm_prototype)
