@@ -2,7 +2,8 @@
 
 Decoding JPEGs is most of a small model's epoch on CPU; decoding them once per image size
 makes every later epoch a memory copy. ``<dir>/<name>.u8`` holds N x size x size x 3 RGB rows in
-the order of the paths it was built from; ``<dir>/<name>.json`` describes it. Both are written
+the order of the paths it was built from (each cropped to its bounding box first, when the
+samples have boxes); ``<dir>/<name>.json`` describes it. Both are written
 to temporary names first and renamed, so a crashed or concurrent build never leaves a cache
 that looks complete.
 """
@@ -16,24 +17,35 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import DataError
-from .images import ImageError, decode_image, read_file
+from .images import ImageError, crop_box, decode_image, format_box, read_file
 from .preprocess import resize_rgb
 
 CACHE_VERSION = 1
 
 
-def paths_key(paths):
-    """Fingerprint of a path list: a cache built from other paths (re-prepared split) is stale."""
-    return hashlib.sha1("\n".join(map(str, paths)).encode("utf-8", "surrogateescape")).hexdigest()
+def paths_key(paths, boxes=None):
+    """Fingerprint of a path list and its boxes: a cache built from other paths (re-prepared split)
+    or other boxes is stale. Without boxes (None, or all None) it is the key of the paths alone,
+    so caches built before boxes existed stay valid."""
+    lines = map(str, paths)
+    if boxes is not None and any(b is not None for b in boxes):
+        # NUL cannot occur in a path, so "path\0box" is unambiguous.
+        lines = (f"{p}\0{format_box(b)}" for p, b in zip(map(str, paths), boxes, strict=True))
+    return hashlib.sha1("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def build_cache(paths, size, out_dir, name, workers=2, progress=True):
-    """Decode, resize and store every image of ``paths``; returns one error string or None per path.
+def build_cache(paths, size, out_dir, name, workers=2, progress=True, boxes=None):
+    """Decode, crop, resize and store every image of ``paths``; returns one error string or None per path.
 
+    boxes: None, or one checked box (see ``images.check_box``) or None per path: the image is
+        cropped to it (clamped to the image) before resizing; a box wholly outside its image is
+        that row's error.
     Rows of unreadable images stay zero and are marked ``ok: false`` in the metadata, which also
-    records each source image's [height, width] and SHA-1 (for prepare's report).
+    records each source image's [height, width] (before cropping) and SHA-1 (for prepare's report).
     """
     paths = [str(p) for p in paths]
+    if boxes is not None and len(boxes) != len(paths):
+        raise ValueError(f"build_cache: {len(boxes)} boxes for {len(paths)} paths")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n = len(paths)
@@ -51,6 +63,12 @@ def build_cache(paths, size, out_dir, name, workers=2, progress=True):
             return
         shapes[i] = list(image.shape[:2])
         hashes[i] = hashlib.sha1(data).hexdigest()
+        if boxes is not None and boxes[i] is not None:
+            try:
+                image = crop_box(image, boxes[i])
+            except ImageError as exc:
+                errors[i] = str(exc)
+                return
         rows[i] = resize_rgb(image, size)
 
     try:
@@ -66,7 +84,7 @@ def build_cache(paths, size, out_dir, name, workers=2, progress=True):
         tmp.unlink(missing_ok=True)
     _write_json(out_dir / f"{name}.json", {
         "version": CACHE_VERSION, "count": n, "size": size,
-        "ok": [e is None for e in errors], "paths_key": paths_key(paths),
+        "ok": [e is None for e in errors], "paths_key": paths_key(paths, boxes),
         "shapes": shapes, "sha1": hashes,
         "errors": [[i, e] for i, e in enumerate(errors) if e is not None],
     })
@@ -98,16 +116,17 @@ def open_cache(out_dir, name):
     return np.memmap(data_path, np.uint8, "c", shape=shape), meta
 
 
-def cached(paths, size, out_dir, name, workers=None, progress=True):
-    """The cache for exactly these paths at this size: opened if up to date, else built first."""
+def cached(paths, size, out_dir, name, workers=None, progress=True, boxes=None):
+    """The cache for exactly these paths (and boxes) at this size: opened if up to date, else built first."""
     paths = [str(p) for p in paths]
     try:
         rows, meta = open_cache(out_dir, name)
-        fresh = (meta.get("version"), meta["size"], meta.get("paths_key")) == (CACHE_VERSION, size, paths_key(paths))
+        fresh = ((meta.get("version"), meta["size"], meta.get("paths_key"))
+                 == (CACHE_VERSION, size, paths_key(paths, boxes)))
     except DataError:
         fresh = False
     if not fresh:
-        build_cache(paths, size, out_dir, name, workers=workers or default_workers(), progress=progress)
+        build_cache(paths, size, out_dir, name, workers=workers or default_workers(), progress=progress, boxes=boxes)
         rows, meta = open_cache(out_dir, name)
     if meta["errors"]:
         i, reason = meta["errors"][0]
@@ -125,9 +144,9 @@ def ensure_cache(prepared_dir, split, size, workers=None, progress=True):
     return PreparedDataset.open(prepared_dir).cache(split, size, workers=workers, progress=progress)
 
 
-def keep_rows(out_dir, name, keep, paths):
-    """Rewrite cache ``name`` with only the rows in ``keep`` (indices, in order); ``paths`` are the
-    kept rows' paths. Used by prepare to drop unreadable images without decoding again."""
+def keep_rows(out_dir, name, keep, paths, boxes=None):
+    """Rewrite cache ``name`` with only the rows in ``keep`` (indices, in order); ``paths`` (and
+    ``boxes``) are the kept rows'. Used by prepare to drop unreadable images without decoding again."""
     out_dir = Path(out_dir)
     src, meta = open_cache(out_dir, name)
     keep = np.asarray(keep, dtype=np.int64)
@@ -145,7 +164,7 @@ def keep_rows(out_dir, name, keep, paths):
     picked = keep.tolist()
     reasons = dict(meta["errors"])
     meta.update(
-        count=len(picked), paths_key=paths_key(paths),
+        count=len(picked), paths_key=paths_key(paths, boxes),
         ok=[meta["ok"][i] for i in picked], shapes=[meta["shapes"][i] for i in picked],
         sha1=[meta["sha1"][i] for i in picked],
         errors=[[j, reasons[i]] for j, i in enumerate(picked) if i in reasons],

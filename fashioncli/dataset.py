@@ -3,9 +3,13 @@
     <dir>/dataset.json          {"format_version": 1, "task": "classification", "classes": [...],
                                  "splits": {"train": n, ...}, "importer", "source", "image_size"}
                                 a multi-task dataset has "task": "multitask" and "heads":
-                                {name: {"type", "classes", "parent"?, "parent_of"?}} (see heads.py)
+                                {name: {"type", "classes", "parent"?, "parent_of"?}} (see heads.py);
+                                "boxes": true when the samples have bounding boxes
     <dir>/<split>.csv           header path,label (absolute path, class name), or
-                                path,<head>,... (one text cell per head, '' = missing)
+                                path,<head>,... (one text cell per head, '' = missing);
+                                a last column box ("x1 y1 x2 y2" source pixels, '' = whole image)
+                                when dataset.json says "boxes": the cache holds that crop, and
+                                the same path may then appear once per box
     <dir>/report.json|.md       counts, image sizes, duplicates, dropped files
     <dir>/cache/<size>/<split>.u8|.json   decoded images (see cache.py)
 """
@@ -18,6 +22,7 @@ import numpy as np
 from .cache import cached
 from .errors import DataError
 from .heads import heads_from_json
+from .images import ImageError, parse_box
 from .io import ENCODING
 
 TASKS = ("classification", "multitask")
@@ -36,6 +41,7 @@ class PreparedDataset:
         self.splits = list(meta["splits"])
         self.image_size = meta.get("image_size")
         self._samples = {}
+        self._boxes = {}
 
     @classmethod
     def open(cls, path):
@@ -112,6 +118,23 @@ class PreparedDataset:
     def paths(self, split):
         return [p for p, _ in self.samples(split)]
 
+    def boxes(self, split):
+        """Each row's bounding box (x1, y1, x2, y2) or None, in the order of ``<split>.csv``;
+        None for a split without a box column (every image whole)."""
+        if split not in self._boxes:
+            boxes = None
+            if self.meta.get("boxes"):
+                rows, boxes = self.rows(split), []
+                for line, row in enumerate(rows, start=2):
+                    try:
+                        boxes.append(parse_box(row["box"]))
+                    except KeyError:
+                        raise DataError(f"{self.root / split}.csv has no box column; run fashion prepare again") from None
+                    except ImageError as exc:
+                        raise DataError(f"{self.root / split}.csv:{line}: {exc}; run fashion prepare again") from None
+            self._boxes[split] = boxes
+        return self._boxes[split]
+
     def labels(self, split):
         return np.array([label for _, label in self.samples(split)], dtype=np.int64)
 
@@ -119,7 +142,7 @@ class PreparedDataset:
         """The split's images as an N x size x size x 3 uint8 array (memmap), built on first use."""
         size = int(size or self.image_size)
         return cached(self.paths(split), size, self.root / "cache" / str(size), split,
-                      workers=workers, progress=progress)
+                      workers=workers, progress=progress, boxes=self.boxes(split))
 
     def __repr__(self):
         counts = ", ".join(f"{s}={n}" for s, n in self.meta["splits"].items())

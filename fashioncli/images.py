@@ -1,5 +1,11 @@
-"""Reading image files the one way every command shares: bytes -> OpenCV -> HxWx3 uint8 RGB."""
+"""Reading image files the one way every command shares: bytes -> OpenCV -> HxWx3 uint8 RGB.
+
+A sample may also carry a bounding box (one garment of a photo): ``check_box`` validates it,
+``crop_box`` cuts it out of the decoded image, and ``format_box``/``parse_box`` are its one text
+form (a prepared ``<split>.csv`` cell and the cache's fingerprint).
+"""
 import io
+import math
 import os
 from pathlib import Path
 
@@ -121,3 +127,52 @@ def iter_image_files(root, recursive=True):
         if not recursive:
             break
     return iter(sorted(found))
+
+
+# -- bounding boxes ------------------------------------------------------------
+def check_box(box):
+    """A box as given by an importer -> (x1, y1, x2, y2) of ints (floats where fractional), or None.
+
+    Coordinates are source pixels of the decoded (EXIF-rotated) image: x1, y1 the top-left corner,
+    x2, y2 the bottom-right one, exclusive (the crop is ``image[y1:y2, x1:x2]``; fractional
+    coordinates take in every pixel they touch). Raises ImageError when it is not four finite
+    numbers with x1 < x2 and y1 < y2. Parts outside the image are allowed: ``crop_box`` clamps.
+    """
+    if box is None:
+        return None
+    try:
+        values = [float(v) for v in box]
+    except (TypeError, ValueError):
+        raise ImageError(f"invalid box {box!r}: expected four numbers x1 y1 x2 y2") from None
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ImageError(f"invalid box {box!r}: expected four finite numbers x1 y1 x2 y2")
+    x1, y1, x2, y2 = values
+    if x2 <= x1 or y2 <= y1:
+        raise ImageError(f"empty box {format_box(values)}: needs x1 < x2 and y1 < y2")
+    return tuple(int(v) if v.is_integer() else v for v in values)
+
+
+def format_box(box):
+    """(x1, y1, x2, y2) -> 'x1 y1 x2 y2' ('' for None): integers without '.0', floats exactly."""
+    if box is None:
+        return ""
+    return " ".join(str(int(v)) if float(v).is_integer() else repr(float(v)) for v in box)
+
+
+def parse_box(text):
+    """The text of ``format_box`` -> a checked box, None for ''; ImageError for anything else."""
+    text = (text or "").strip()
+    return check_box(text.split()) if text else None
+
+
+def crop_box(image, box):
+    """The part of an HxWx3 image inside a checked ``box``, clamped to the image; ImageError when
+    nothing of it is left (a box wholly outside the image)."""
+    if box is None:
+        return image
+    h, w = image.shape[:2]
+    x1, y1 = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
+    x2, y2 = min(w, math.ceil(box[2])), min(h, math.ceil(box[3]))
+    if x2 <= x1 or y2 <= y1:
+        raise ImageError(f"box {format_box(box)} lies outside the {w}x{h} image")
+    return image[y1:y2, x1:x2]

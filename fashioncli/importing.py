@@ -35,6 +35,11 @@ class Imported:
         For a multi-task source (``heads`` set), the class name is a {head: value} dict and
         ``classes`` is unused.
     problems: [{"path", "reason"}] for entries the importer already had to drop.
+    boxes: None (every image whole), or a list aligned with ``samples``: per sample None or a
+        bounding box (x1, y1, x2, y2) in source pixels (x2, y2 exclusive; see
+        ``fashioncli.images.check_box``). ``prepare`` crops each image to its box (clamped to the
+        image) before resizing; the same path listed with two boxes (two garments of one photo) is
+        two samples. An invalid or empty box is a reported problem for that sample.
     """
 
     classes: list
@@ -44,6 +49,7 @@ class Imported:
     # "parent" (optional: the head this one's classes belong to)}}; each sample's label is then
     # {head name: value}, a value being text, a list of texts (multilabel) or None (missing).
     heads: dict = None
+    boxes: list = None
 
 
 def normalize_split(name):

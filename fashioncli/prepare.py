@@ -1,7 +1,8 @@
 """`fashion prepare`: any supported source -> a prepared classification dataset (see dataset.py).
 
-import (plugin) -> clean (subset, duplicates) -> split -> decode every image once into the
-cache, dropping unreadable ones -> <split>.csv, report, dataset.json (written last: a
+import (plugin) -> clean (subset, duplicates, invalid boxes) -> split -> decode every image once
+(cropped to its bounding box, when the importer gives boxes) into the cache, dropping unreadable
+ones -> <split>.csv, report, dataset.json (written last: a
 directory without it is not a prepared dataset, so an interrupted run is never mistaken for one).
 """
 import csv
@@ -19,6 +20,7 @@ from .archives import extract, is_archive
 from .cache import build_cache, default_workers, keep_rows, open_cache
 from .dataset import FORMAT_VERSION
 from .errors import DataError, PluginError, did_you_mean
+from .images import ImageError, check_box, format_box
 from .importing import SPLITS, Imported, normalize_split
 from .io import ENCODING, atomic_path, is_temporary, make_dir, remove_temporaries, write_json, write_text
 
@@ -64,23 +66,29 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         heads, samples, problems, notes = _clean_heads(imported)
     else:
         class_names, samples, problems, notes = _clean(imported, classes)
+    has_boxes = any(box is not None for *_, box in samples)
+    if has_boxes and multitask and "box" in heads:
+        raise DataError("heads.box: 'box' names the bounding-box column of a prepared dataset; rename the head")
     splits = _assign_splits(samples, val_fraction, test_fraction, seed)
 
-    infos = _cache_splits(splits, out / "cache" / str(image_size), image_size, workers, progress, problems)
+    infos = _cache_splits(splits, out / "cache" / str(image_size), image_size, workers, progress, problems, has_boxes)
     if "train" not in splits:
         raise DataError(f"no readable training images in '{source}' ({len(problems)} files could not be used)")
 
     if multitask:
-        heads = _finish_heads(heads, [labels for rows in splits.values() for _, labels in rows], notes)
+        heads = _finish_heads(heads, [r[1] for rows in splits.values() for r in rows], notes)
         class_names = None
         header = ["path", *heads]
     else:
-        present = {label for rows in splits.values() for _, label in rows}
+        present = {r[1] for rows in splits.values() for r in rows}
         notes += [f"class '{c}' has no readable images and was left out" for c in class_names if c not in present]
         class_names = [c for c in class_names if c in present]
         header = ["path", "label"]
     for split, rows in splits.items():
-        _write_csv(out / f"{split}.csv", header, [(p, *labels) if multitask else (p, labels) for p, labels in rows])
+        lines = [(p, *labels) if multitask else (p, labels) for p, labels, _ in rows]
+        if has_boxes:
+            lines = [(*line, format_box(box)) for line, (_, _, box) in zip(lines, rows)]
+        _write_csv(out / f"{split}.csv", header + ["box"] * has_boxes, lines)
     report = _report(splits, infos, class_names, problems, notes, name, source_str, image_size,
                      heads=heads if multitask else None)
     write_json(out / "report.json", report)
@@ -94,6 +102,8 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         meta["heads"] = {h: head.to_json() for h, head in heads.items()}
     else:
         meta["classes"] = class_names
+    if has_boxes:
+        meta["boxes"] = True
     write_json(out / "dataset.json", meta)
     return {
         "out": str(out), "importer": name, "task": meta["task"],
@@ -115,12 +125,14 @@ def recipe_prepare_args(recipe):
             **{k: v for k, v in spec.items() if k != "args"}, **(spec.get("args") or {})}
 
 
-def _cache_splits(splits, cache_dir, size, workers, progress, problems):
-    """Decode every split into its cache once; unreadable images leave ``splits`` (in place) for
-    ``problems``. Returns {split: cache metadata} (source shape and SHA-1 of every kept row)."""
+def _cache_splits(splits, cache_dir, size, workers, progress, problems, has_boxes=False):
+    """Decode (and crop) every split into its cache once; unreadable images leave ``splits`` (in
+    place) for ``problems``. Returns {split: cache metadata} (source shape and SHA-1 of every kept row)."""
     infos = {}
+    boxes_of = (lambda rows: [box for *_, box in rows]) if has_boxes else (lambda rows: None)  # noqa: E731
     for split, rows in list(splits.items()):
-        errors = build_cache([p for p, _ in rows], size, cache_dir, split, workers=workers, progress=progress)
+        errors = build_cache([p for p, *_ in rows], size, cache_dir, split, workers=workers, progress=progress,
+                             boxes=boxes_of(rows))
         problems += [{"path": rows[i][0], "reason": e} for i, e in enumerate(errors) if e]
         keep = [i for i, e in enumerate(errors) if e is None]
         if not keep:
@@ -130,7 +142,7 @@ def _cache_splits(splits, cache_dir, size, workers, progress, problems):
             continue
         if len(keep) < len(rows):
             rows = splits[split] = [rows[i] for i in keep]
-            keep_rows(cache_dir, split, keep, [p for p, _ in rows])
+            keep_rows(cache_dir, split, keep, [p for p, *_ in rows], boxes=boxes_of(rows))
         infos[split] = open_cache(cache_dir, split)[1]
     return infos
 
