@@ -17,10 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import DataError
-from .images import ImageError, crop_box, decode_image, format_box, read_file
-from .preprocess import resize_rgb
+from .images import ImageError, decode_resized, format_box, read_file
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: large JPEGs decoded at a reduced libjpeg scale (images.decode_resized)
 
 
 def paths_key(paths, boxes=None):
@@ -57,19 +56,11 @@ def build_cache(paths, size, out_dir, name, workers=2, progress=True, boxes=None
         # Threads suffice: file reads, hashing, cv2 decode and resize all release the GIL.
         try:
             data = read_file(paths[i])  # read_image's two steps, so the same bytes get hashed
-            image = decode_image(data)
+            rows[i], shapes[i] = decode_resized(data, size, None if boxes is None else boxes[i])
         except ImageError as exc:
             errors[i] = str(exc)
             return
-        shapes[i] = list(image.shape[:2])
         hashes[i] = hashlib.sha1(data).hexdigest()
-        if boxes is not None and boxes[i] is not None:
-            try:
-                image = crop_box(image, boxes[i])
-            except ImageError as exc:
-                errors[i] = str(exc)
-                return
-        rows[i] = resize_rgb(image, size)
 
     try:
         with ThreadPoolExecutor(max(1, workers)) as pool:

@@ -64,11 +64,11 @@ class FileImages(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        from .images import read_image
+        from .images import read_resized
 
         error = ""
         try:
-            img = resize_rgb(read_image(self.paths[i]), self.image_size)
+            img = read_resized(self.paths[i], self.image_size)
         except Exception as exc:  # reported per row by the caller, never fatal
             img = np.zeros((self.image_size, self.image_size, 3), np.uint8)
             error = str(exc) or type(exc).__name__

@@ -129,7 +129,8 @@ class PreparedDataset:
                     try:
                         boxes.append(parse_box(row["box"]))
                     except KeyError:
-                        raise DataError(f"{self.root / split}.csv has no box column; run fashion prepare again") from None
+                        raise DataError(f"{self.root / split}.csv has no box column; "
+                                        "run fashion prepare again") from None
                     except ImageError as exc:
                         raise DataError(f"{self.root / split}.csv:{line}: {exc}; run fashion prepare again") from None
             self._boxes[split] = boxes

@@ -1,5 +1,8 @@
 """`fashion eval`: score a classification checkpoint on a prepared split or a folder of class folders.
 
+Images of classes the model was not trained on (held out by the recipe's data.classes, or any
+for a prototype model that can reject) are scored as unseen: open-set AUROC and rejection figures.
+
 ``run_model`` and ``classification_metrics`` are also what training uses to validate each epoch,
 so evaluation and validation measure the same thing.
 """
@@ -144,27 +147,32 @@ def classification_metrics(logits, targets, classes, topk=5, extra=()):
 
 
 # -- data --------------------------------------------------------------------
-def _label_map(data_classes, model_classes, where):
-    """Data label index -> model class index, by name; unknown names are an error."""
+def _label_map(data_classes, model_classes, where, open_set=False):
+    """Data label index -> model class index, by name -> (map, unseen class names).
+
+    Classes the model does not know are an error, or with ``open_set`` unseen classes, numbered
+    after the model's (C, C+1, ...).
+    """
     index = {c: i for i, c in enumerate(model_classes)}
     unknown = [c for c in data_classes if c not in index]
-    if unknown:
+    if unknown and not open_set:
         raise DataError(
             f"'{where}' has classes the model does not know: {', '.join(unknown)}; "
             f"the model's classes are: {', '.join(model_classes)}"
         )
-    return np.array([index[c] for c in data_classes], dtype=np.int64)
+    index.update((c, len(model_classes) + i) for i, c in enumerate(unknown))
+    return np.array([index[c] for c in data_classes], dtype=np.int64), unknown
 
 
-def _prepared_split(root, split, classes, size):
+def _prepared_split(root, split, classes, size, open_set=False):
     from .dataset import PreparedDataset
 
     ds = PreparedDataset.open(root)
-    labels = _label_map(ds.classes, classes, root)[ds.labels(split)]
-    return CachedImages(ds.cache(split, size), labels, image_size=size), ds.paths(split)
+    index, unseen = _label_map(ds.classes, classes, root, open_set)
+    return CachedImages(ds.cache(split, size), index[ds.labels(split)], image_size=size), ds.paths(split), unseen
 
 
-def _class_folders(root, split, classes, size):
+def _class_folders(root, split, classes, size, open_set=False):
     from .images import iter_image_files
 
     if (root / split).is_dir() and split not in classes:
@@ -177,10 +185,11 @@ def _class_folders(root, split, classes, size):
         raise DataError(
             f"'{root}' is neither a prepared dataset (no dataset.json) nor a folder of class folders with images"
         )
-    label_of = dict(zip(files, _label_map(list(files), classes, root)))
+    index, unseen = _label_map(list(files), classes, root, open_set)
+    label_of = dict(zip(files, index))
     paths = [str(p) for name in files for p in files[name]]
     labels = [label_of[name] for name in files for _ in files[name]]
-    return FileImages(paths, size, labels), paths
+    return FileImages(paths, size, labels), paths, unseen
 
 
 def _data_root(meta, data):
@@ -225,6 +234,62 @@ def _write_reports(out, metrics, classes, paths, probs, targets):
     ])
 
 
+def _fraction(flags):
+    """Share of True in a bool tensor; None when it is empty."""
+    return _value(flags.double().mean()) if flags.numel() else None
+
+
+def _open_set_reports(model, outputs, targets, classes, unseen, rejection, out):
+    """What a prototype model or held-out classes add to the summary -> ({entries}, [files]).
+
+    "open_set", when some images are of classes the model does not know: AUROC of known against
+    unseen images by distance to the nearest prototype (1 - top-1 probability for other models).
+    "rejection", for a prototype model with a threshold: accuracy without and with `unknown`
+    beyond it (a rejected image counts as wrong; "accepted_accuracy": over the images kept) and
+    the fractions of known and unseen images rejected. "embedding.png": the learned embedding
+    and the prototypes, coloured by class (report 000, Figure 7).
+    """
+    from .openset import min_distance, open_set_metrics, reject
+    from .plots import plot_embedding
+    from .tasks import logits_of
+
+    logits, known = logits_of(outputs), targets < len(classes)
+    distances = outputs.get("distances") if isinstance(outputs, dict) else None
+    score = min_distance(distances) if distances is not None else 1 - logits.softmax(1).max(1).values
+    # {unseen class name: its label} for the unseen classes that have images here
+    present = {unseen[i - len(classes)]: i for i in targets[~known].unique().tolist()}
+    entries, files = {}, []
+    if present:
+        entries["open_set"] = {
+            "known_classes": classes, "unseen_classes": list(present),
+            "num_known": int(known.sum()), "num_unseen": int((~known).sum()),
+            "score": "min_distance" if distances is not None else "1-max_probability",
+            "auroc": _value(open_set_metrics(score[known], score[~known])["auroc"]),
+        }
+    if rejection and distances is not None:
+        rejected = reject(score, rejection["threshold"])
+        right = logits.argmax(1) == targets
+        entries["rejection"] = {
+            **rejection, "known_rejected": _fraction(rejected[known]),
+            "accuracy_without_rejection": _fraction(right[known]),
+            "accuracy_with_rejection": _fraction((right & ~rejected)[known]),
+            "accepted_accuracy": _fraction(right[known & ~rejected]),
+        }
+        if present:
+            entries["rejection"].update(
+                unseen_rejected=_fraction(rejected[~known]),
+                unseen_rejected_per_class={name: _fraction(rejected[targets == i]) for name, i in present.items()},
+                # known images right and kept, unseen images rejected, over all images
+                open_set_accuracy=_fraction(torch.where(known, right & ~rejected, rejected)),
+            )
+    if isinstance(outputs, dict) and "embedding" in outputs:
+        prototypes = getattr(getattr(model, "head", None), "prototypes", None)
+        plot_embedding(outputs["embedding"].numpy(), targets.numpy(), classes + unseen, len(classes),
+                       out / "embedding.png", None if prototypes is None else prototypes.detach().cpu().numpy())
+        files.append("embedding.png")
+    return entries, files
+
+
 def _default_out(checkpoint, data, split):
     """<run>/eval-<split> for the run's own dataset, <run>/eval-<data name>-<split> for any other."""
     return run_dir(checkpoint) / (f"eval-{split}" if data is None else f"eval-{Path(data).resolve().name}-{split}")
@@ -247,7 +312,9 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
     predictions.csv; unreadable images are left out of the metrics and listed in the summary.
     ``topk`` defaults to the recipe's eval.topk (else 5), so eval and validation report the same k;
     ``tta`` ({"hflip", "shift"}, see tta.py) to the recipe's eval.tta. A multi-task checkpoint is
-    scored per head (evaluate_heads.py). Returns the summary.
+    scored per head (evaluate_heads.py). Metrics and reports cover the images of the model's
+    classes; a prototype model, or one whose recipe held classes out, adds "open_set" and
+    "rejection" figures and embedding.png (``_open_set_reports``). Returns the summary.
     """
     start = time.perf_counter()
     checkpoint = resolve_path(checkpoint)
@@ -270,42 +337,54 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
         return summary
     if task != "classification":
         raise CheckpointError(f"'{checkpoint}' is a {task} model; `fashion eval` cannot score it")
+    from .tasks import concat, logits_of
+
     classes, pre = meta["classes"], meta["preprocessing"]
     make = _prepared_split if (root / "dataset.json").is_file() else _class_folders
-    dataset, paths = make(root, split, classes, pre["image_size"])
+    # A model trained on some of the data's classes, or one that can reject, meets unseen classes.
+    open_set = bool(meta.get("held_out") or meta.get("rejection"))
+    dataset, paths, unseen = make(root, split, classes, pre["image_size"], open_set)
     if not paths:
         raise DataError(f"split '{split}' of '{root}' is empty")
     loader = make_loader(dataset, batch_size, num_workers=num_workers)
 
-    logits, targets, unreadable = [], [], []
-    for batch_logits, batch in _infer(model, loader, device, pre["mean"], pre["std"], tta=tta):
-        logits.append(batch_logits.cpu())
+    outputs, targets, unreadable = [], [], []
+    for batch_outputs, batch in _infer(model, loader, device, pre["mean"], pre["std"], tta=tta):
+        outputs.append(batch_outputs)
         targets.append(batch[1])
         if len(batch) == 4:  # FileImages: (x, label, index, error)
             unreadable += [(i, e) for i, e in zip(batch[2].tolist(), batch[3]) if e]
-    logits, targets = torch.cat(logits), torch.cat(targets).long()
+    outputs, targets = concat(outputs), torch.cat(targets).long()
     if unreadable:  # a blank stand-in image must not count as a prediction
         if len(unreadable) == len(paths):
             raise DataError(f"none of the {len(paths)} images in '{root}' could be read (first: {unreadable[0][1]})")
         keep = torch.ones(len(paths), dtype=torch.bool)
         keep[[i for i, _ in unreadable]] = False
-        logits, targets = logits[keep], targets[keep]
+        outputs = {k: v[keep] for k, v in outputs.items()} if isinstance(outputs, dict) else outputs[keep]
+        targets = targets[keep]
         unreadable = [{"path": paths[i], "error": e} for i, e in unreadable]
         paths = [p for p, k in zip(paths, keep.tolist()) if k]
+    known = targets < len(classes)  # the rest are images of unseen classes
+    if not known.any():
+        raise DataError(f"none of the images in '{root}' ({split}) is of the model's classes: {', '.join(classes)}")
 
-    metrics = classification_metrics(logits, targets, classes, topk=topk, extra=_extra_metric_names())
+    logits = logits_of(outputs)
+    metrics = classification_metrics(logits[known], targets[known], classes, topk=topk, extra=_extra_metric_names())
     out = Path(out) if out is not None else _default_out(checkpoint, data, split)
-    _write_reports(out, metrics, classes, paths, logits.softmax(1), targets)
+    _write_reports(out, metrics, classes, [p for p, k in zip(paths, known.tolist()) if k],
+                   logits[known].softmax(1), targets[known])
+    open_set_entries, files = _open_set_reports(model, outputs, targets, classes, unseen, meta.get("rejection"), out)
     summary = {
         "checkpoint": str(checkpoint),
         "data": str(root),
         "split": split,
-        "num_samples": len(paths),
+        "num_samples": int(known.sum()),
         "num_classes": len(classes),
         "metrics": {k: v for k, v in metrics.items() if k not in ("per_class", "confusion_matrix")},
+        **open_set_entries,
         "unreadable": unreadable,
         "out": str(out),
-        "files": list(REPORTS),
+        "files": [*REPORTS, *files],
         "device": str(device),
         "seconds": round(time.perf_counter() - start, 2),
     }

@@ -2,8 +2,10 @@
 
 The exported model takes uint8 RGB images, N x 3 x S x S (S = image_size, any N), already resized
 by squashing, and returns class probabilities N x C, or for a multi-task model one output per
-head, named after it (softmax or sigmoid probabilities): normalisation and activations are
-inside, so a consumer only decodes and resizes. The file carries ``file_metadata()`` as JSON: in ONNX
+head, named after it (softmax or sigmoid probabilities), or for a prototype model the
+probabilities and "distance" (N, the squared distance to the nearest prototype; the metadata's
+rejection threshold turns it into `unknown`): normalisation and activations are inside, so a
+consumer only decodes and resizes. The file carries ``file_metadata()`` as JSON: in ONNX
 ``metadata_props["fashion"]``, in TorchScript the extra file ``fashion.json``.
 """
 import os
@@ -17,7 +19,7 @@ from . import __version__
 from .checkpoint import resolve_path, run_dir
 from .errors import DataError, ExportError, FashionError
 from .io import atomic_path
-from .predict import CheckpointEngine, check_inputs, decode, iter_inputs
+from .predict import CheckpointEngine, check_inputs, decode, iter_inputs, prototype_outputs
 
 FORMAT_VERSION = 1
 CHECK_IMAGES = 16
@@ -25,7 +27,8 @@ CHECK_IMAGES = 16
 
 class Classifier(torch.nn.Module):
     """uint8 images -> probabilities: preprocess.normalize's arithmetic, the model, softmax; for a
-    multi-task model a tuple with each head's softmax or sigmoid, in the heads' order."""
+    multi-task model a tuple with each head's softmax or sigmoid, in the heads' order; for a
+    prototype model (probabilities, distance to the nearest prototype)."""
 
     def __init__(self, model, mean, std, heads=None):
         super().__init__()
@@ -36,13 +39,16 @@ class Classifier(torch.nn.Module):
 
     def forward(self, images):
         out = self.model((images.float() - self.mean) / self.std)
+        if isinstance(out, dict) and "distances" in out:
+            return prototype_outputs(out)
         if self.sigmoid is None:
             return out.softmax(1)
         return tuple(out[n].sigmoid() if sig else out[n].softmax(1) for n, sig in self.sigmoid.items())
 
 
-def file_metadata(meta, source):
-    """What an exported file says about itself: enough to run it without fashion."""
+def file_metadata(meta, source, distance=False):
+    """What an exported file says about itself: enough to run it without fashion. ``distance``: the
+    model also outputs the distance to its nearest prototype (with the rejection threshold)."""
     pre = meta["preprocessing"]
     size = int(pre["image_size"])
     if meta.get("heads"):
@@ -54,6 +60,9 @@ def file_metadata(meta, source):
     else:
         labels = {"classes": list(meta["classes"]), "output": {
             "name": "probabilities", "dtype": "float32", "shape": ["N", len(meta["classes"])], "softmax": True}}
+        if distance:  # `unknown` where distance > rejection.threshold
+            labels.update(rejection=meta.get("rejection"), outputs=[labels["output"], {
+                "name": "distance", "dtype": "float32", "shape": ["N"], "squared_to_nearest_prototype": True}])
     return {
         "format_version": FORMAT_VERSION,
         "fashion_version": __version__,
@@ -112,14 +121,19 @@ def sample_images(check_images, meta, size):
 def check_parity(reference, exported, images, atol):
     """Run both engines on ``images`` -> {images, max_abs_diff, top1_agreement, atol, ok}, plus
     {"heads": {head: the same}} for a multi-task model (a sigmoid head's agreement: every label
-    on or off alike at its threshold)."""
-    same_labels = exported.classes == reference.classes and (
+    on or off alike at its threshold), or {"distance": ...} for a prototype model (``_distance_agreement``)."""
+    same_labels = exported.classes == reference.classes and exported.threshold == reference.threshold and (
         exported.heads is None) == (reference.heads is None) and (
         reference.heads is None or [h.to_json() for h in exported.heads.values()]
         == [h.to_json() for h in reference.heads.values()])
     if not same_labels or exported.image_size != reference.image_size:
         raise ExportError(f"'{exported.source}' reads back with other classes or image size than the checkpoint")
     want, got = reference.run(images), exported.run(images)
+    if isinstance(want, dict) and reference.heads is None:  # a prototype model
+        result = {"images": len(images), **_agreement(want["probabilities"], got["probabilities"], None, atol),
+                  "distance": _distance_agreement(want["distance"], got["distance"], reference.threshold, atol)}
+        result["ok"] &= result["distance"].pop("ok")
+        return result
     if reference.heads is None:
         return {"images": len(images), **_agreement(want, got, None, atol)}
     thresholds = reference.meta.get("thresholds") or {}
@@ -142,6 +156,20 @@ def _agreement(want, got, threshold, atol):
     return {"max_abs_diff": diff, "top1_agreement": agreement, "atol": atol, "ok": diff <= atol and agreement == 1.0}
 
 
+def _distance_agreement(want, got, threshold, atol):
+    """Distances agree to ``atol`` relative to their size (they are not bounded like probabilities),
+    and so do the `unknown` decisions at ``threshold``."""
+    diff = float((np.abs(want - got) / np.maximum(1.0, np.abs(want))).max())
+    agreement = 1.0 if threshold is None else float(((want > threshold) == (got > threshold)).mean())
+    return {"max_rel_diff": diff, "unknown_agreement": agreement, "ok": diff <= atol and agreement == 1.0}
+
+
+def _distance_text(parity):
+    d = parity.get("distance")
+    return "" if d is None else (f", distance relative difference {d['max_rel_diff']:.3g}, "
+                                 f"`unknown` agreement {d['unknown_agreement']:.3f}")
+
+
 def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, atol=1e-3):
     """Export ``checkpoint`` with the registered exporter ``format`` and check it; -> summary dict.
 
@@ -162,10 +190,12 @@ def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, a
     module = Classifier(reference.model, pre["mean"], pre["std"], reference.heads).eval()
     # Batch 2, not 1: exporters may specialise a dimension of size 1 and lose the dynamic batch.
     example = torch.zeros(2, 3, reference.image_size, reference.image_size, dtype=torch.uint8)
+    with torch.inference_mode():
+        distance = reference.heads is None and isinstance(module(example), tuple)  # a prototype model's
     start = time.perf_counter()
     with atomic_path(out) as tmp:
         try:
-            info = exporter.save(module, example, tmp, file_metadata(meta, source), opset=opset) or {}
+            info = exporter.save(module, example, tmp, file_metadata(meta, source, distance), opset=opset) or {}
         except FashionError:
             raise
         except Exception as exc:  # exporter internals raise anything; keep the message, drop the pages
@@ -180,7 +210,8 @@ def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, a
             raise ExportError(
                 f"'{failed}' disagrees with the PyTorch model on {parity['images']} {origin}: "
                 f"max abs difference {parity['max_abs_diff']:.3g} (atol {atol}), top-1 agreement "
-                f"{parity['top1_agreement']:.3f}; the file is kept there for inspection and '{out}' was "
+                f"{parity['top1_agreement']:.3f}{_distance_text(parity)}; the file is kept there for inspection "
+                f"and '{out}' was "
                 f"{'left unchanged' if out.exists() else 'not written'}. Try another --opset or --format, "
                 "or a larger --atol if the difference is harmless"
             )

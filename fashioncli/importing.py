@@ -36,7 +36,7 @@ class Imported:
         ``classes`` is unused.
     problems: [{"path", "reason"}] for entries the importer already had to drop.
     boxes: None (every image whole), or a list aligned with ``samples``: per sample None or a
-        bounding box (x1, y1, x2, y2) in source pixels (x2, y2 exclusive; see
+        bounding box (x1, y1, x2, y2): numbers (or numeric text) in source pixels, x2, y2 exclusive (see
         ``fashioncli.images.check_box``). ``prepare`` crops each image to its box (clamped to the
         image) before resizing; the same path listed with two boxes (two garments of one photo) is
         two samples. An invalid or empty box is a reported problem for that sample.

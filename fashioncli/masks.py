@@ -160,15 +160,17 @@ def colours_to_index(rgb, colours):
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise MaskError(f"expected an (H, W, 3) RGB array, not shape {rgb.shape}")
     k = len(colours)
+    if k == 0:
+        raise MaskError("the palette has no colours")
     keys, palette = _pack(rgb), _pack(colours)
     order = np.argsort(palette, kind="stable")
     ordered = palette[order]
-    if k and (np.diff(ordered) == 0).any():
+    if (np.diff(ordered) == 0).any():
         raise MaskError("the palette repeats a colour: a pixel of it would belong to two classes")
-    pos = np.searchsorted(ordered, keys).clip(0, max(k - 1, 0))
-    known = ordered[pos] == keys if k else np.zeros(keys.shape, bool)
+    pos = np.searchsorted(ordered, keys).clip(0, k - 1)
+    known = ordered[pos] == keys
     dtype = np.uint8 if unknown_value(k) == 255 else np.uint16
-    index = np.where(known, order[pos] if k else 0, unknown_value(k)).astype(dtype)
+    index = np.where(known, order[pos], unknown_value(k)).astype(dtype)
     unknown = {}
     if not known.all():
         values, counts = np.unique(keys[~known], return_counts=True)
@@ -274,26 +276,21 @@ def _png_colour_type(data):
 
 
 def _palette_png_indices(raw, data, path):
-    """OpenCV expands a palette PNG to BGR; map each pixel back to its palette index."""
+    """OpenCV expands a palette PNG to BGR; map each pixel back to its palette index.
+
+    A colour listed at several palette indices (palettes padded with black) reads as the first.
+    """
     plte = next((body for kind, body in _png_chunks(data) if kind == b"PLTE"), None)
     if plte is None:
         raise MaskError(f"palette PNG '{path}' has no PLTE chunk")
     entries = np.frombuffer(plte[:len(plte) // 3 * 3], np.uint8).reshape(-1, 3)
     rgb = np.repeat(raw[..., None], 3, axis=2) if raw.ndim == 2 else raw[..., 2::-1]
-    # A palette may repeat a colour (often unused black entries): the first entry of a colour wins,
-    # unless a later one is actually used, in which case the pixel's index cannot be known.
-    keys, first = np.unique(_pack(entries), return_index=True)
-    used = np.unique(_pack(rgb))
-    repeated = [k for k in np.intersect1d(keys, used) if (_pack(entries) == k).sum() > 1]
-    if repeated:
-        v = int(repeated[0])
-        raise MaskError(f"palette PNG '{path}' uses colour {(v >> 16, (v >> 8) & 255, v & 255)} at several "
-                        "palette indices; its class indices cannot be recovered")
-    index, unknown = colours_to_index(rgb, entries[np.sort(first)])
+    _, first = np.unique(_pack(entries), return_index=True)
+    first = np.sort(first)  # the first palette index of every distinct colour, in palette order
+    index, unknown = colours_to_index(rgb, entries[first])
     if unknown:  # cannot happen for a well-formed PNG
         raise MaskError(f"palette PNG '{path}': {describe_unknown(unknown)}")
-    # colours_to_index numbered the de-duplicated entries; map back to the PNG's own indices.
-    return np.sort(first).astype(np.uint16 if len(entries) > 256 else np.uint8)[index]
+    return first.astype(np.uint8)[index]  # back from distinct colours to the PNG's own indices
 
 
 def _pack(rgb):

@@ -8,7 +8,8 @@ from torchmetrics.functional.classification import binary_auroc
 
 def min_distance(distances):
     """(N, ...) squared distances -> (N,) distance to the nearest prototype of any class."""
-    distances = torch.as_tensor(distances)
+    if not torch.is_tensor(distances):  # (as_tensor on a tensor would be a constant in a traced export)
+        distances = torch.as_tensor(distances)
     return distances if distances.ndim == 1 else distances.flatten(1).min(dim=1).values
 
 

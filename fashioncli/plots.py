@@ -108,3 +108,48 @@ def plot_curves(metrics_csv_path, png_path):
         axes[0][0].text(0.5, 0.5, "no numeric columns yet", ha="center", va="center")
         axes[0][0].set_axis_off()
     _save(fig, png_path)
+
+
+def _project_2d(points, *others):
+    """Embeddings (N, D) -> 2-D: the raw axes when D == 2, else the first two principal components
+    of ``points``; ``others`` (e.g. prototypes) go through the same projection -> (arrays, axis names)."""
+    points = np.asarray(points, dtype=float)
+    if points.shape[1] == 2:
+        return [points, *(np.asarray(o, dtype=float) for o in others)], ("dimension 1", "dimension 2")
+    centre = points.mean(axis=0)
+    axes = np.linalg.svd(points - centre, full_matrices=False)[2][:2].T  # D x min(2, N, D)
+    axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))  # D == 1 (or N == 1): a flat second axis
+    return [(np.asarray(a, dtype=float) - centre) @ axes for a in (points, *others)], ("PC 1", "PC 2")
+
+
+def plot_embedding(embedding, labels, classes, known, path, prototypes=None):
+    """Write a 2-D scatter of embeddings (N, D) coloured by class, with prototypes as stars.
+
+    ``labels`` index ``classes``; the first ``known`` are the model's (one colour each), the rest
+    unseen classes (grey crosses). ``prototypes`` (C*K, D) are in class order, K per known class.
+    D > 2 is shown on the embeddings' first two principal components.
+    """
+    labels = np.asarray(labels)
+    have_prototypes = prototypes is not None and len(prototypes)
+    (points, *rest), names = _project_2d(embedding, *([prototypes] if have_prototypes else []))
+    colours = plt.get_cmap("tab10" if known <= 10 else "tab20")
+    fig, ax = plt.subplots(figsize=(7, 6))
+    unseen = labels >= known
+    if unseen.any():
+        ax.scatter(*points[unseen].T, s=10, marker="x", color="0.6", alpha=0.6,
+                   label=f"unseen ({', '.join(classes[i] for i in np.unique(labels[unseen]))})")
+    for i in range(known):
+        mine = labels == i
+        if mine.any():
+            ax.scatter(*points[mine].T, s=10, color=colours(i % colours.N), alpha=0.6, label=classes[i])
+    if have_prototypes:
+        owner = np.arange(len(rest[0])) // max(1, len(rest[0]) // known)  # each prototype's class
+        ax.scatter(*rest[0].T, s=220, marker="*", color=[colours(i % colours.N) for i in owner],
+                   edgecolors="black", linewidths=1.2, zorder=3)
+        ax.scatter([], [], s=120, marker="*", color="white", edgecolors="black", label="prototypes")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.set_title("learned embedding and prototypes")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    _save(fig, path)

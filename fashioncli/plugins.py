@@ -21,6 +21,8 @@ BUILTIN_PLUGINS = (
     "fashion_plugins.datasets.synthetic",
     "fashion_plugins.datasets.public",
     "fashion_plugins.datasets.fashion_product",
+    "fashion_plugins.datasets.deepfashion",
+    "fashion_plugins.datasets.imat_tags",
     "fashion_plugins.metrics.classification",
     "fashion_plugins.exporters.standard",
 )

@@ -2,7 +2,8 @@
 checkpoint or an exported model.
 
 Engines read a model and turn uint8 NCHW batches into class probabilities (N x C, or
-{head: N x C} for a multi-task model):
+{head: N x C} for a multi-task model, or {"probabilities", "distance"} for a prototype model,
+whose rows read `unknown` beyond its rejection threshold):
 ``CheckpointEngine`` (.pt or run dir) and ``TorchScriptEngine`` (.torchscript, .ts) run in PyTorch,
 ``OnnxEngine`` (.onnx) needs only numpy, OpenCV and onnxruntime; torch is imported inside the
 torch engines only, so a deployment with onnxruntime alone can run this module.
@@ -24,9 +25,9 @@ from tqdm import tqdm
 
 from .errors import CheckpointError, DataError
 from .heads import LABEL_SEP, decode as decode_heads, heads_from_json
-from .images import is_image_file, iter_image_files, read_image
+from .images import is_image_file, iter_image_files, read_resized
 from .io import ENCODING, dumps, output_error
-from .preprocess import normalize, resize_rgb
+from .preprocess import normalize
 
 # Where exported models carry their classes and preprocessing (written by fashioncli.export).
 METADATA_KEY = "fashion"  # ONNX metadata_props key, JSON string
@@ -34,6 +35,8 @@ METADATA_FILE = "fashion.json"  # TorchScript _extra_files name
 
 COLUMNS = ("path", "label", "score", "top_labels", "top_scores", "error")
 FORMATS = ("csv", "jsonl")
+UNKNOWN = "unknown"  # the label of an image farther than a prototype model's threshold from every prototype
+PROTOTYPE_OUTPUTS = ("probabilities", "distance")  # a prototype model's outputs, in this order
 
 
 # -- engines -----------------------------------------------------------------
@@ -47,17 +50,21 @@ class Engine:
         self.heads = heads_from_json(meta["heads"]) if meta.get("heads") else None
         self.classes = list(meta.get("classes") or [])
         self.image_size = int(meta["preprocessing"]["image_size"])
+        # A prototype model's distance (squared) to its nearest prototype beyond which it says `unknown`.
+        self.threshold = (meta.get("rejection") or {}).get("threshold")
 
     def run(self, images):
         """uint8 N x 3 x S x S (numpy, or a tensor for torch engines) -> float32 N x C probabilities,
-        or {head: probabilities} for a multi-task model."""
+        {head: probabilities} for a multi-task model, or for a prototype model {"probabilities",
+        "distance": (N,) squared distance to the nearest prototype}."""
         raise NotImplementedError
 
     def outputs(self, results):
-        """The model's output list -> probabilities, or {head: probabilities} in the heads' order."""
-        if self.heads is None:
-            return results[0]
-        return dict(zip(self.heads, results))
+        """The model's output list -> probabilities, {head: probabilities} in the heads' order, or a
+        prototype model's {"probabilities", "distance"}."""
+        if self.heads is not None:
+            return dict(zip(self.heads, results))
+        return results[0] if len(results) == 1 else dict(zip(PROTOTYPE_OUTPUTS, results))
 
     def run_tta(self, images, tta):
         """``run`` averaged over the test-time views of ``images`` (tta.py), in probability space."""
@@ -187,6 +194,8 @@ class CheckpointEngine(_TorchEngine):
 
     def _forward(self, x):
         out = self.model(normalize(x, self.mean, self.std))
+        if isinstance(out, dict) and "distances" in out:
+            return dict(zip(PROTOTYPE_OUTPUTS, prototype_outputs(out)))
         if self.heads is None:
             return out.softmax(1)
         return {n: out[n].sigmoid() if h.sigmoid else out[n].softmax(1) for n, h in self.heads.items()}
@@ -216,6 +225,13 @@ class TorchScriptEngine(_TorchEngine):
         return self.module(x)
 
 
+def prototype_outputs(out):
+    """A prototype model's output dict -> (probabilities, (N,) distance to the nearest prototype)."""
+    from .openset import min_distance
+
+    return out["logits"].softmax(1), min_distance(out["distances"])
+
+
 def open_engine(model, device="auto", threads=None):
     """The engine for ``model``: an .onnx export, a TorchScript export (any suffix), else a checkpoint or run dir."""
     path = Path(model)
@@ -240,7 +256,7 @@ def _is_torchscript(path):
 def decode(path, size):
     """-> (size x size x 3 uint8, error string); an unreadable file gives a blank image and its reason."""
     try:
-        return resize_rgb(read_image(path), size), ""
+        return read_resized(path, size), ""
     except Exception as exc:  # reported in the row, never fatal
         return np.zeros((size, size, 3), np.uint8), str(exc) or type(exc).__name__
 
@@ -415,32 +431,46 @@ def _error_text(error):
 
 
 class TopK:
-    """Single-label rows: path, label, score (top-1 probability), top_labels, top_scores, error."""
+    """Single-label rows: path, label, score (top-1 probability), top_labels, top_scores, error.
 
-    columns = COLUMNS
+    With a prototype model's ``threshold``, the label is `unknown` where the distance to the
+    nearest prototype exceeds it (score and top lists stay the nearest classes'), and a last
+    column ``distance`` gives that distance.
+    """
 
-    def __init__(self, classes, k):
-        self.classes, self.k = classes, k
+    def __init__(self, classes, k, threshold=None):
+        self.classes, self.k, self.threshold = classes, k, threshold
+        self.columns = COLUMNS if threshold is None else (*COLUMNS, "distance")
 
     def rows(self, paths, probs, errors):
+        distance = None
+        if isinstance(probs, dict):  # a prototype model's {"probabilities", "distance"}
+            probs, distance = probs["probabilities"], probs["distance"]
         top = np.argsort(-probs, axis=1, kind="stable")[:, :self.k]
-        for path, p, idx, error in zip(paths, probs, top, errors):
+        for i, (path, p, idx, error) in enumerate(zip(paths, probs, top, errors)):
             if error:
-                yield {"path": path, "label": None, "score": None, "top_labels": [], "top_scores": [],
+                row = {"path": path, "label": None, "score": None, "top_labels": [], "top_scores": [],
                        "error": _error_text(error)}
             else:
-                scores = [round(float(p[i]), 6) for i in idx]
-                labels = [self.classes[i] for i in idx]
-                yield {"path": path, "label": labels[0], "score": scores[0], "top_labels": labels,
-                       "top_scores": scores, "error": None}
+                scores = [round(float(p[j]), 6) for j in idx]
+                labels = [self.classes[j] for j in idx]
+                far = self.threshold is not None and distance[i] > self.threshold
+                row = {"path": path, "label": UNKNOWN if far else labels[0], "score": scores[0],
+                       "top_labels": labels, "top_scores": scores, "error": None}
+            if self.threshold is not None:
+                row["distance"] = None if error else round(float(distance[i]), 6)
+            yield row
 
     def csv_values(self, row):
-        return [
+        values = [
             row["path"], row["label"] or "", "" if row["score"] is None else row["score"],
             json.dumps(row["top_labels"], ensure_ascii=False, separators=(",", ":")),
             json.dumps(row["top_scores"], separators=(",", ":")),
             row["error"] or "",
         ]
+        if self.threshold is not None:
+            values.append("" if row["distance"] is None else row["distance"])
+        return values
 
 
 class PerHead:
@@ -486,8 +516,9 @@ def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, n
     """Write one row per input image to ``out`` (CSV or JSONL) and return a summary.
 
     Rows: path, label, score (top-1 probability), top_labels, top_scores (top-k lists; JSON
-    text in CSV), error (why a file could not be read; such rows have no label); a multi-task
-    model writes every head instead (``PerHead``). Paths are de-duplicated in order; ``resume``
+    text in CSV), error (why a file could not be read; such rows have no label); a prototype
+    model with a rejection threshold labels far images `unknown` and adds their distance
+    (``TopK``); a multi-task model writes every head instead (``PerHead``). Paths are de-duplicated in order; ``resume``
     keeps the rows already in ``out`` and skips their paths. ``tta`` ({"hflip", "shift"}) averages
     the probabilities of flipped and shifted copies; None uses the model's recipe's eval.tta.
     """
@@ -502,9 +533,10 @@ def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, n
         layout, k = PerHead(engine.heads, engine.meta.get("thresholds"), hierarchy), None
     else:
         k = min(topk, len(engine.classes))
-        layout = TopK(engine.classes, k)
+        layout = TopK(engine.classes, k, engine.threshold)
     done = read_done(out, fmt, layout.columns) if resume else set()
-    stats = {"rows": 0, "errors": 0, "duplicates": 0, "skipped": 0}
+    stats = {"rows": 0, "errors": 0, "duplicates": 0, "skipped": 0,
+             **({} if engine.threshold is None else {"unknown": 0})}
     paths = _unique(iter_inputs(inputs), done, stats)
     start = time.perf_counter()
     writer = RowWriter(out, fmt, append=resume, layout=layout)
@@ -515,6 +547,8 @@ def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, n
                 writer.write(rows)
                 stats["rows"] += len(rows)
                 stats["errors"] += sum(1 for e in errors if e)
+                if engine.threshold is not None:
+                    stats["unknown"] += sum(r["label"] == UNKNOWN for r in rows)
                 bar.update(len(rows))
     finally:
         writer.close()
@@ -523,6 +557,7 @@ def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, n
         raise DataError(f"no images found in: {', '.join(inputs)}")
     return {
         "out": str(out), "format": fmt, "model": engine.source, "engine": engine.kind,
-        **({"topk": k} if k else {"heads": list(engine.heads)}), **stats, "seconds": round(seconds, 3),
+        **({"topk": k} if k else {"heads": list(engine.heads)}),
+        **({} if engine.threshold is None else {"threshold": engine.threshold}), **stats, "seconds": round(seconds, 3),
         "images_per_second": round(stats["rows"] / seconds, 1) if seconds > 0 else None,
     }

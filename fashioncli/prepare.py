@@ -88,7 +88,7 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         lines = [(p, *labels) if multitask else (p, labels) for p, labels, _ in rows]
         if has_boxes:
             lines = [(*line, format_box(box)) for line, (_, _, box) in zip(lines, rows)]
-        _write_csv(out / f"{split}.csv", header + ["box"] * has_boxes, lines)
+        _write_csv(out / f"{split}.csv", header + (["box"] if has_boxes else []), lines)
     report = _report(splits, infos, class_names, problems, notes, name, source_str, image_size,
                      heads=heads if multitask else None)
     write_json(out / "report.json", report)
@@ -214,11 +214,30 @@ def _run_importer(entry, source, out, args):
     imported = entry.factory(str(source), **args)
     if not isinstance(imported, Imported):
         raise PluginError(f"dataset importer '{entry.name}' returned {type(imported).__name__}, not Imported")
+    if imported.boxes is not None and len(imported.boxes) != len(imported.samples):
+        raise PluginError(f"dataset importer '{entry.name}' returned {len(imported.boxes)} boxes for "
+                          f"{len(imported.samples)} samples; boxes must be aligned with samples")
     return imported
 
 
+def _with_boxes(imported, problems):
+    """(path, label, split, checked box or None) per sample; a sample with an invalid box becomes a
+    problem. The same path with two boxes is two samples (two garments of one photo)."""
+    boxes = imported.boxes if imported.boxes is not None else [None] * len(imported.samples)
+    for (path, label, split), box in zip(imported.samples, boxes):
+        try:
+            yield path, label, split, check_box(box)
+        except ImageError as exc:
+            problems.append({"path": path, "reason": str(exc)})
+
+
+def _twice(box):
+    return "listed twice" + (f" with box {format_box(box)}" if box is not None else "")
+
+
 def _clean(imported, classes):
-    """Class subset, unknown labels and repeated paths -> (classes, [(path, label, split)], problems, notes)."""
+    """Class subset, unknown labels, invalid boxes and repeated (path, box) pairs ->
+    (classes, [(path, label, split, box)], problems, notes)."""
     problems = list(imported.problems)
     names = list(dict.fromkeys(imported.classes))
     if classes is not None:
@@ -232,7 +251,7 @@ def _clean(imported, classes):
         names = [c for c in names if c in set(wanted)]  # the importer's order, not the request's
     known = set(names)
     seen, samples, left_out = {}, [], Counter()
-    for path, label, split in imported.samples:
+    for path, label, split, box in _with_boxes(imported, problems):
         if split and normalize_split(split) is None:
             problems.append({"path": path, "reason": f"unknown split '{split}' (use train/val/test)"})
             continue
@@ -243,12 +262,13 @@ def _clean(imported, classes):
             else:
                 left_out[label] += 1  # left out on purpose: a note, not a problem
             continue
-        if path in seen:
-            note = "" if seen[path] == label else f" with labels '{seen[path]}' and '{label}'"
-            problems.append({"path": path, "reason": f"listed twice{note}; kept the first"})
+        if (path, box) in seen:  # a sample is an image, or one box of it
+            first = seen[path, box]
+            note = "" if first == label else f" with labels '{first}' and '{label}'"
+            problems.append({"path": path, "reason": f"{_twice(box)}{note}; kept the first"})
             continue
-        seen[path] = label
-        samples.append((path, label, split))
+        seen[path, box] = label
+        samples.append((path, label, split, box))
     notes = []
     if left_out:
         counts = ", ".join(f"{label} ({n})" for label, n in left_out.most_common())
@@ -257,7 +277,7 @@ def _clean(imported, classes):
 
 
 def _clean_heads(imported):
-    """Multi-task counterpart of ``_clean`` -> (heads, [(path, (cell, ...), split)], problems, notes).
+    """Multi-task counterpart of ``_clean`` -> (heads, [(path, (cell, ...), split, box)], problems, notes).
 
     Cells are the text a prepared <split>.csv holds: '' for a missing label, labels joined by
     LABEL_SEP for a multilabel head ('|' alone: known, with no label).
@@ -266,14 +286,14 @@ def _clean_heads(imported):
 
     heads = dict(imported.heads)
     problems, seen, samples = list(imported.problems), set(), []
-    for path, labels, split in imported.samples:
+    for path, labels, split, box in _with_boxes(imported, problems):
         if split and normalize_split(split) is None:
             problems.append({"path": path, "reason": f"unknown split '{split}' (use train/val/test)"})
             continue
-        if path in seen:
-            problems.append({"path": path, "reason": "listed twice; kept the first"})
+        if (path, box) in seen:
+            problems.append({"path": path, "reason": f"{_twice(box)}; kept the first"})
             continue
-        seen.add(path)
+        seen.add((path, box))
         cells = []
         for name, spec in heads.items():
             value = labels.get(name)
@@ -283,7 +303,7 @@ def _clean_heads(imported):
                 cells.append(LABEL_SEP.join(value) if value else LABEL_SEP)
             else:
                 cells.append(str(value))
-        samples.append((path, tuple(cells), normalize_split(split) if split else None))
+        samples.append((path, tuple(cells), normalize_split(split) if split else None, box))
     return heads, samples, problems, []
 
 
@@ -335,10 +355,11 @@ def _finish_heads(declared, rows, notes):
 
 
 def _assign_splits(samples, val_fraction, test_fraction, seed):
-    """[(path, label, split or None)] -> {split: [(path, label)]} in input order, empty splits left out."""
+    """[(path, label, split or None, box)] -> {split: [(path, label, box)]} in input order, empty
+    splits left out."""
     given = defaultdict(list)
-    for path, label, split in samples:
-        given[split].append((path, label))
+    for path, label, split, box in samples:
+        given[split].append((path, label, box))
     free = given.pop(None, [])
     fractions = {"val": val_fraction, "test": test_fraction}
     if given:  # the source has splits: only those it lacks are made, from train
@@ -346,14 +367,14 @@ def _assign_splits(samples, val_fraction, test_fraction, seed):
         if fractions:
             free += given.pop("train", [])
     chosen = _stratified_split(free, fractions, seed)
-    order = {path: i for i, (path, _, _) in enumerate(samples)}
+    order = {(path, box): i for i, (path, _, _, box) in enumerate(samples)}
     for split, rows in chosen.items():
-        given[split] = sorted(given[split] + rows, key=lambda r: order[r[0]])
+        given[split] = sorted(given[split] + rows, key=lambda r: order[r[0], r[2]])
     return {s: given[s] for s in SPLITS if given.get(s)}
 
 
 def _stratified_split(rows, fractions, seed):
-    """Seeded split of [(path, label)] into train + fractions' splits, the same share in every class.
+    """Seeded split of [(path, label, box)] into train + fractions' splits, the same share in every class.
 
     Each class is shuffled with its own generator (seed, class name): adding or removing a class
     leaves the other classes' splits unchanged. Every class keeps at least one training image.
@@ -364,7 +385,7 @@ def _stratified_split(rows, fractions, seed):
         by_class[row[1][0] if isinstance(row[1], tuple) else row[1]].append(row)
     out = defaultdict(list)
     for label, members in sorted(by_class.items()):
-        members.sort()
+        members.sort(key=lambda r: (r[0], r[2] or ()))  # (path, box) is unique
         rng = np.random.default_rng([seed, zlib.crc32(str(label).encode("utf-8"))])
         members = [members[i] for i in rng.permutation(len(members))]
         n = len(members)
@@ -390,7 +411,7 @@ def _report(splits, infos, classes, problems, notes, importer, source, image_siz
     if heads is None:
         counts = {s: {c: 0 for c in classes} for s in splits}
         for split, rows in splits.items():
-            counts[split].update(Counter(label for _, label in rows))
+            counts[split].update(Counter(r[1] for r in rows))
     else:
         counts = _head_counts(splits, heads)
     shapes = np.array([shape for meta in infos.values() for shape in meta["shapes"]]).reshape(-1, 2)
@@ -398,16 +419,21 @@ def _report(splits, infos, classes, problems, notes, importer, source, image_siz
         axis: {"min": int(col.min()), "median": float(statistics.median(col.tolist())), "max": int(col.max())}
         for axis, col in (("height", shapes[:, 0]), ("width", shapes[:, 1]))
     }
-    copies = defaultdict(list)
+    copies = defaultdict(list)  # identical bytes (and the same box: two garments of a photo are not copies)
     for split, rows in splits.items():
-        for (path, label), sha1 in zip(rows, infos[split]["sha1"]):
-            copies[sha1].append({"path": path, "split": split, "label": label})
-    across = [{"sha1": h, "files": files} for h, files in copies.items() if len({f["split"] for f in files}) > 1]
+        for (path, label, box), sha1 in zip(rows, infos[split]["sha1"]):
+            entry = {"path": path, "split": split, "label": label}
+            if box is not None:
+                entry["box"] = format_box(box)
+            copies[sha1, box].append(entry)
+    across = [{"sha1": h, "files": files} for (h, _), files in copies.items() if len({f["split"] for f in files}) > 1]
     within = sum(len(files) - len({f["split"] for f in files}) for files in copies.values())
+    boxed = sum(box is not None for rows in splits.values() for *_, box in rows)
     return {
         "source": source, "importer": importer, "image_size": image_size,
         **({"classes": classes} if heads is None else {"heads": {h: head.to_json() for h, head in heads.items()}}),
         "splits": {s: len(rows) for s, rows in splits.items()}, "counts": counts,
+        **({"cropped_to_box": boxed} if boxed else {}),
         "image_sizes": stats,
         "duplicates": {"across_splits": across, "extra_copies_within_splits": within},
         "problems": problems, "notes": notes,
@@ -423,7 +449,7 @@ def _head_counts(splits, heads):
         out[name] = {}
         for split, rows in splits.items():
             found = Counter()
-            for _, cells in rows:
+            for _, cells, _ in rows:
                 cell = cells[i]
                 if not cell:
                     found["(missing)"] += 1
@@ -450,6 +476,8 @@ def _markdown(report, limit=50):
         "# Prepared dataset report", "",
         f"Source: `{report['source']}` (importer `{report['importer']}`), cached at {report['image_size']} px.", "",
     ]
+    if report.get("cropped_to_box"):
+        lines += [f"{report['cropped_to_box']} images are cropped to their bounding box before resizing.", ""]
     if "heads" in report:  # one table per head
         for name, counts in report["counts"].items():
             spec = report["heads"][name]
@@ -459,7 +487,8 @@ def _markdown(report, limit=50):
     else:
         lines += _count_table(report["counts"], report["classes"], splits, totals=report["splits"])
     sizes = report["image_sizes"]
-    lines += ["", "## Image sizes (pixels)", "", "| | min | median | max |", "|---|---:|---:|---:|"]
+    sizes_title = "## Image sizes (pixels" + (", before cropping)" if report.get("cropped_to_box") else ")")
+    lines += ["", sizes_title, "", "| | min | median | max |", "|---|---:|---:|---:|"]
     lines += [f"| {axis} | {s['min']} | {s['median']:g} | {s['max']} |" for axis, s in sizes.items()]
     dup = report["duplicates"]
     lines += ["", "## Duplicates", "",

@@ -199,6 +199,13 @@ POS_INT, POS_FLOAT = _positive(INT), _positive(FLOAT)
 NONNEG_INT, NONNEG_FLOAT = _nonneg(INT), _nonneg(FLOAT)
 
 
+def FRACTION(value, path):
+    value = NONNEG_FLOAT(value, path)
+    if value > 1:
+        raise RecipeError(f"{path}: must be between 0 and 1, got {value!r}")
+    return value
+
+
 def STR(value, path):
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise RecipeError(f"{path}: expected text, got {value!r}")
@@ -296,6 +303,8 @@ SCHEMA = {
         "train_split": STR,
         "val_split": STR,
         "test_split": STR,
+        # Train on these of the dataset's classes only; eval scores the others as unseen (open set).
+        "classes": optional(list_of(STR)),
         # What `fashion prepare --recipe` makes data.root from.
         "prepare": {
             "source": STR, "importer": STR, "image_size": POS_INT, "val_fraction": NONNEG_FLOAT,
@@ -343,7 +352,10 @@ SCHEMA = {
                                   "lr": POS_FLOAT})),
     },
     "eval": {"topk": POS_INT, "split": STR, "checkpoint": choice("best", "last"),
-             "tta": {"hflip": BOOL, "shift": NONNEG_INT}},
+             "tta": {"hflip": BOOL, "shift": NONNEG_INT},
+             # Prototype models: predict `unknown` beyond this distance to the nearest prototype; null
+             # calibrates it on the validation split so that this fraction of known images is rejected.
+             "reject": {"threshold": optional(NONNEG_FLOAT), "false_rejection_rate": FRACTION}},
     "output": {"dir": STR, "name": optional(STR), "exist_ok": BOOL},
 }
 
@@ -351,7 +363,7 @@ DEFAULTS = {
     "task": "classification",
     "data": {
         "image_size": 160, "batch_size": 32, "num_workers": None,
-        "train_split": "train", "val_split": "val", "test_split": "test",
+        "train_split": "train", "val_split": "val", "test_split": "test", "classes": None,
         "augment": {"hflip": True, "scale": [0.6, 1.0], "ratio": [0.75, 1.3333], "rotate": 0, "color_jitter": 0},
     },
     "loss": {"name": "cross_entropy", "args": {}},
@@ -363,7 +375,8 @@ DEFAULTS = {
         # auto: the task's main validation metric (val_accuracy, val_mean_accuracy, ...), maximised.
         "early_stopping": {"patience": None, "monitor": "auto", "mode": "max"},
     },
-    "eval": {"topk": 5, "split": "test", "checkpoint": "best", "tta": {"hflip": False, "shift": 0}},
+    "eval": {"topk": 5, "split": "test", "checkpoint": "best", "tta": {"hflip": False, "shift": 0},
+             "reject": {"threshold": None, "false_rejection_rate": 0.05}},
     "output": {"dir": "runs", "name": None, "exist_ok": False},
 }
 REQUIRED = ("data.root", "model")

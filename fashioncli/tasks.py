@@ -2,9 +2,11 @@
 
 The trainer runs the same loop for every task; a task object supplies the parts that depend on
 what the model predicts. ``classification``: one label per image (a model may return a dict
-with "logits", e.g. a prototype model, whose loss then gets the whole dict). ``multitask``: one
-backbone with a head per label column, outputs and targets as {head: tensor} (heads.py).
+with "logits", e.g. a prototype model, whose loss then gets the whole dict; the recipe's
+data.classes may hold some of the dataset's classes out). ``multitask``: one backbone with a head
+per label column, outputs and targets as {head: tensor} (heads.py).
 """
+import numpy as np
 import torch
 
 from .errors import RecipeError
@@ -27,6 +29,9 @@ def concat(chunks):
 
 def make_task(recipe, data):
     data.require(recipe["task"])
+    if recipe["data"].get("classes") and recipe["task"] != "classification":
+        raise RecipeError("data.classes: only a classification recipe can hold classes out; "
+                          "a multi-task recipe chooses its heads")
     return TASKS[recipe["task"]](recipe, data)
 
 
@@ -34,13 +39,21 @@ class ClassificationTask:
     name = "classification"
 
     def __init__(self, recipe, data):
-        self.recipe, self.classes = recipe, data.classes
+        self.recipe, self.rejection = recipe, None
+        self.classes = _chosen_classes(recipe["data"].get("classes"), data)
+        self.held_out = [c for c in data.classes if c not in self.classes]
+        # dataset label -> model class (the recipe's order); -1 for a held-out class
+        self.index = np.array([self.classes.index(c) if c in self.classes else -1 for c in data.classes], np.int64)
 
     def model_args(self):
         return {"num_classes": len(self.classes)}
 
+    def rows(self, data, split):
+        """Which of the split's images training sees: those of the chosen classes (None: all)."""
+        return np.flatnonzero(self.targets(data, split) >= 0) if self.held_out else None
+
     def targets(self, data, split):
-        return data.labels(split)
+        return self.index[data.labels(split)]
 
     def criterion(self):
         loss = self.recipe["loss"]
@@ -56,13 +69,45 @@ class ClassificationTask:
         logits = logits_of(outputs).float()
         metrics = classification_metrics(logits, targets, self.classes, topk=self.recipe["eval"]["topk"])
         loss = torch.nn.functional.cross_entropy(logits, targets).item()
+        if isinstance(outputs, dict) and "distances" in outputs:
+            self.rejection = self.reject_settings(outputs["distances"])
         return {"val_loss": loss, **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}}
+
+    def reject_settings(self, distances):
+        """A prototype model's rejection threshold: the recipe's eval.reject.threshold, else the one
+        that rejects eval.reject.false_rejection_rate of these (validation) images; it travels with
+        the checkpoint of these weights to eval, predict and export."""
+        from .openset import calibrate_threshold
+
+        reject = self.recipe["eval"]["reject"]
+        if reject["threshold"] is not None:
+            return {"threshold": reject["threshold"], "source": "recipe"}
+        rate = reject["false_rejection_rate"]
+        return {"threshold": calibrate_threshold(distances, rate), "false_rejection_rate": rate, "source": "validation"}
 
     def monitor(self):
         return "val_accuracy"
 
     def meta(self):
-        return {"classes": self.classes}
+        meta = {"classes": self.classes}
+        if self.held_out:
+            meta["held_out"] = self.held_out
+        if self.rejection:
+            meta["rejection"] = self.rejection
+        return meta
+
+
+def _chosen_classes(chosen, data):
+    """The recipe's data.classes (all of the dataset's when unset), checked against the dataset."""
+    if chosen is None:
+        return list(data.classes)
+    unknown = [c for c in chosen if c not in data.class_index]
+    if unknown:
+        raise RecipeError(f"data.classes: '{unknown[0]}' is not a class of '{data.root}'; "
+                          f"its classes: {', '.join(data.classes)}")
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise RecipeError(f"data.classes: expected one or more distinct class names, got {chosen}")
+    return list(chosen)
 
 
 class MultiTask:
@@ -87,6 +132,9 @@ class MultiTask:
             name: {"outputs": head.outputs, **{k: self.config[name][k] for k in mlp if k in self.config[name]}}
             for name, head in self.heads.items()
         }}
+
+    def rows(self, data, split):
+        return None  # every image: data.classes restricts single-label classification only
 
     def targets(self, data, split):
         return {name: t for name, t in data.targets(split).items() if name in self.heads}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 from tqdm import tqdm
 
 from . import recipe as recipes
@@ -91,11 +92,7 @@ class Trainer:
         m = recipe["model"]
         self.model = get("models").create(m["name"], **self.task.model_args(), **m["args"])
 
-        train_split = d["train_split"]
-        self.train_set = CachedImages(
-            self.data.cache(train_split, size), self.task.targets(self.data, train_split),
-            build_augment(size, d["augment"]),
-        )
+        self.train_set = self.images(d["train_split"], build_augment(size, d["augment"]))
         self.val_split = d["val_split"] if d["val_split"] in self.data.splits else None
         # Deterministic runs restart workers each epoch, so their augmentation is a function of
         # (seed, epoch) and a resumed run replays it; persistent workers would carry RNG state over.
@@ -105,7 +102,7 @@ class Trainer:
         )
         self.val_loader = None
         if self.val_split:
-            val_set = CachedImages(self.data.cache(self.val_split, size), self.task.targets(self.data, self.val_split))
+            val_set = self.images(self.val_split)
             self.val_loader = make_loader(val_set, d.get("eval_batch_size") or d["batch_size"] * 2, num_workers=d["num_workers"])
 
         pre = getattr(self.model, "fashion_preprocessing", {})
@@ -126,6 +123,13 @@ class Trainer:
         self.amp = amp_dtype(t["amp"], self.device)
         self.scaler = torch.amp.GradScaler(enabled=self.amp is torch.float16)
         self.epoch, self.best, self.stale, self.history = 0, None, 0, []
+
+    def images(self, split, transform=None):
+        """A split's cached images and targets: the rows the task trains on (data.classes)."""
+        images = CachedImages(self.data.cache(split, self.recipe["data"]["image_size"]),
+                              self.task.targets(self.data, split), transform)
+        rows = self.task.rows(self.data, split)
+        return images if rows is None else Subset(images, rows)
 
     # -- staged fine-tuning ---------------------------------------------------
     def stage_at(self, epoch):

@@ -9,7 +9,8 @@ from PIL import Image
 from helpers import bomb_png
 
 from fashioncli.errors import DataError
-from fashioncli.images import ImageError, decode_image, is_image_file, iter_image_files, read_image
+from fashioncli.images import ImageError, decode_image, decode_resized, is_image_file, iter_image_files, read_image
+from fashioncli.preprocess import resize_rgb
 
 
 def _pil_bytes(image, fmt, **kw):
@@ -40,6 +41,30 @@ def test_exif_orientation_is_applied():
     img = decode_image(_pil_bytes(im, "JPEG", exif=exif.tobytes(), quality=95))
     assert img.shape == (30, 20, 3)
     assert img[:5, -5:, 0].mean() > 200 and img[:5, :5].mean() < 30  # red corner moved top-right
+
+
+def _smooth(h, w):
+    """A photo-like JPEG body: smooth gradients (random noise would not survive any downscale)."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (h + w)], -1).astype(np.uint8)
+
+
+def test_large_jpegs_decode_at_a_reduced_scale_with_the_same_result():
+    image = _smooth(480, 360)
+    image[:60, :60] = (255, 0, 0)
+    im = Image.fromarray(image)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotated, so the source size must be turned like the pixels
+    data = _pil_bytes(im, "JPEG", exif=exif.tobytes(), quality=95)
+    full = resize_rgb(decode_image(data), 64)
+    for box, size in ((None, 64), (None, 200), ([40, 20, 440, 320], 64)):
+        small, source = decode_resized(data, size, box)
+        assert source == [360, 480] and small.shape == (size, size, 3)
+        want = resize_rgb(decode_image(data)[20:320, 40:440] if box else decode_image(data), size)
+        assert np.abs(small.astype(int) - want).mean() < 1.5  # within a grey level or so of a full decode
+    small, _ = decode_resized(data, 64)
+    assert small[:8, -8:, 0].mean() > 200 and small[:8, :8, 0].mean() < 120  # red corner moved top-right
+    assert np.abs(small.astype(int) - full).mean() < 1.5
 
 
 @pytest.mark.parametrize("mode", ["L", "P", "CMYK", "I;16"])

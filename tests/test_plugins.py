@@ -54,7 +54,8 @@ def test_plugin_model_trains_from_a_recipe(tiny_plugin, tiny_prepared, tmp_path)
     run = tmp_path / "runs" / "tiny"
     assert summary["run_dir"] == str(run)
     meta = json.loads((run / "checkpoints" / "best.json").read_text())
-    assert meta["model"] == {"name": "tinynet", "args": {"width": 4}}
+    # what fashion passed besides the recipe's args is recorded, so the model can be rebuilt
+    assert meta["model"] == {"name": "tinynet", "args": {"width": 4}, "injected": {"num_classes": 3}}
 
 
 def test_duplicate_name_names_both_plugins():

@@ -20,8 +20,8 @@ from fashioncli.download import download
 from fashioncli.errors import DataError, RecipeError
 from fashioncli.images import read_image
 from fashioncli.importing import Imported
+from fashioncli.predict import decode as predict_decode
 from fashioncli.prepare import _pick_importer, prepare
-from fashioncli.preprocess import resize_rgb
 
 
 def run(source, out, **kw):
@@ -130,10 +130,10 @@ def test_classes_subset(tmp_path):
 
 # --- the cache -----------------------------------------------------------------------------------
 
-def test_cache_rows_match_resize_rgb_and_new_sizes_are_built_once(tmp_path, monkeypatch):
+def test_cache_rows_match_predict_and_new_sizes_are_built_once(tmp_path, monkeypatch):
     src = tmp_path / "src"
     rng = np.random.default_rng(0)
-    for i in range(6):  # odd sizes and aspect ratios: the cache must squash exactly like predict
+    for i in range(6):  # odd sizes and aspect ratios: the cache must decode and squash exactly like predict
         folder = src / f"c{i % 2}"
         folder.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(folder / f"{i}.jpg"), rng.integers(0, 255, (30 + 7 * i, 50 - 3 * i, 3), dtype=np.uint8))
@@ -142,7 +142,7 @@ def test_cache_rows_match_resize_rgb_and_new_sizes_are_built_once(tmp_path, monk
     rows = ds.cache("train")
     assert isinstance(rows, np.memmap) and rows.shape == (6, 20, 20, 3) and rows.dtype == np.uint8
     for row, path in zip(rows, ds.paths("train")):
-        np.testing.assert_array_equal(row, resize_rgb(read_image(path), 20))
+        np.testing.assert_array_equal(row, predict_decode(path, 20)[0])
     assert ds.labels("train").dtype == np.int64
 
     builds = []
@@ -151,7 +151,7 @@ def test_cache_rows_match_resize_rgb_and_new_sizes_are_built_once(tmp_path, monk
     first = cache_module.ensure_cache(tmp_path / "out", "train", 12, progress=False)
     second = PreparedDataset.open(tmp_path / "out").cache("train", 12)
     assert builds == [12] and first.shape == second.shape == (6, 12, 12, 3)
-    np.testing.assert_array_equal(second[3], resize_rgb(read_image(ds.paths("train")[3]), 12))
+    np.testing.assert_array_equal(second[3], predict_decode(ds.paths("train")[3], 12)[0])
     meta = json.loads((tmp_path / "out" / "cache" / "12" / "train.json").read_text())
     assert meta["count"] == 6 and meta["size"] == 12 and meta["ok"] == [True] * 6
     assert not list((tmp_path / "out" / "cache" / "12").glob("*.tmp"))  # written atomically

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fashioncli import hookimpl
 from fashioncli.errors import DataError
-from fashioncli.images import IMAGE_EXTENSIONS, iter_image_files
+from fashioncli.images import IMAGE_EXTENSIONS, ImageError, check_box, iter_image_files
 from fashioncli.importing import (
     TABLE_SUFFIXES, Imported, derive_columns, head_labels, normalize_heads, normalize_split, pick_column, read_table,
 )
@@ -71,7 +71,8 @@ LABEL_COLUMNS = ("label", "class", "category", "target", "class_name")
 SPLIT_COLUMNS = ("split", "subset")
 
 
-def table(source, image_col=None, label_col=None, root=None, split_col=None, heads=None, derive=None):
+def table(source, image_col=None, label_col=None, root=None, split_col=None, heads=None, derive=None,
+          box_cols=None):
     """A CSV/TSV/parquet table of image paths and labels (optional split column), or of several
     label columns for a multi-task model (``heads``).
 
@@ -79,19 +80,24 @@ def table(source, image_col=None, label_col=None, root=None, split_col=None, hea
     separators are accepted, and a path whose leading folders do not exist under root (a table
     written elsewhere, e.g. 'data/images\\1.jpg' next to 'images/') is found by dropping them.
     heads: label columns as heads (see ``fashioncli.importing.normalize_heads``);
-    derive: composite columns to split first, e.g. {description: {sep: ' - ', into: [master, sub]}}.
+    derive: composite columns to split first, e.g. {description: {sep: ' - ', into: [master, sub]}};
+    box_cols: four columns x1,y1,x2,y2 (a list or 'x1,y1,x2,y2') holding each row's bounding box in
+        source pixels: the image is cropped to it. A row may list the same image again with another
+        box (two garments in one photo); a row with all four cells empty uses the whole image.
     """
     path = Path(source)
     if not path.is_file():
         raise DataError(f"table '{path}' not found")
-    return table_columns(read_table(path), path, image_col, label_col, root, split_col, heads, derive)
+    return table_columns(read_table(path), path, image_col, label_col, root, split_col, heads, derive, box_cols)
 
 
-def table_columns(columns, path, image_col=None, label_col=None, root=None, split_col=None, heads=None, derive=None):
+def table_columns(columns, path, image_col=None, label_col=None, root=None, split_col=None, heads=None, derive=None,
+                  box_cols=None):
     """``table`` on columns already read ({name: [text]}), for importers of tables with a known layout."""
     derive_columns(columns, derive, path)
     names = list(columns)
     image_col = pick_column(names, image_col, IMAGE_COLUMNS, "image", path)
+    boxes = _box_cells(columns, box_cols, path)
     if heads is not None:
         declared, labels = head_labels(columns, normalize_heads(heads), path)
     else:
@@ -103,9 +109,9 @@ def table_columns(columns, path, image_col=None, label_col=None, root=None, spli
         pick_column(names, split_col, (), "split", path)
     resolve = _resolver(Path(root) if root else path.parent)
 
-    samples, problems, classes = [], [], set()
+    samples, problems, classes, kept_boxes = [], [], set(), []
     splits = columns[split_col] if split_col else [None] * len(columns[image_col])
-    for line, (image, label, split) in enumerate(zip(columns[image_col], labels, splits), start=2):
+    for line, (image, label, split, box) in enumerate(zip(columns[image_col], labels, splits, boxes), start=2):
         where = f"{path.name} row {line}"
         if not image or not image.strip():
             problems.append({"path": where, "reason": f"empty '{image_col}'"})
@@ -116,10 +122,33 @@ def table_columns(columns, path, image_col=None, label_col=None, root=None, spli
                 continue
             label = label.strip()
             classes.add(label)
+        try:
+            box = check_box(box)
+        except ImageError as exc:
+            problems.append({"path": resolve(image), "reason": f"{where}: {exc}"})
+            continue
         samples.append((resolve(image), label, split.strip() if split else None))  # prepare checks it
+        kept_boxes.append(box)
     if not samples:
         raise DataError(f"table '{path}' lists no usable images")
-    return Imported(sorted(classes), samples, problems, heads=declared)
+    return Imported(sorted(classes), samples, problems, heads=declared, boxes=kept_boxes if box_cols else None)
+
+
+def _box_cells(columns, box_cols, path):
+    """Per row: None (no box_cols, or all four cells empty) or the four cells (x1, y1, x2, y2) as text."""
+    n = len(next(iter(columns.values()), []))
+    if box_cols is None:
+        return [None] * n
+    if isinstance(box_cols, str):
+        box_cols = [c.strip() for c in box_cols.split(",")]
+    if not isinstance(box_cols, (list, tuple)) or len(box_cols) != 4:
+        raise DataError(f"box_cols: expected four columns x1,y1,x2,y2, got {box_cols!r}")
+    cols = [columns[pick_column(list(columns), str(c), (), "box", path)] for c in box_cols]
+    out = []
+    for cells in zip(*cols):
+        cells = [(c or "").strip() for c in cells]
+        out.append(None if not any(cells) else tuple(cells))
+    return out
 
 
 def _resolver(root):

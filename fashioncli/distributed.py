@@ -1,0 +1,135 @@
+"""Data-parallel training on torch.distributed: NCCL on GPUs, gloo on CPU.
+
+`fashion train --devices N` relaunches itself under torchrun (torch.distributed.run), so N
+processes and a job started by hand with torchrun (one node or many) take the same path: each
+process reads RANK / LOCAL_RANK / WORLD_SIZE, joins the group and trains a DistributedDataParallel
+copy of the model.
+
+A recipe's data.batch_size is the global batch: every rank takes its slice of each global batch
+(``RankSampler``), so N processes see exactly the batches one process would, and with
+SyncBatchNorm (train.sync_bn) they compute the same updates up to floating-point order. Only
+rank 0 writes files and shows progress; validation runs on every rank's share and is gathered
+on rank 0, whose metrics are sent back so that every rank takes the same early-stopping decision.
+"""
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+from .errors import FashionError
+
+
+def world_size():
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank():
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK", "0"))
+
+
+def is_main():
+    return rank() == 0
+
+
+def active():
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def setup(device_setting):
+    """Join the process group when launched by torchrun -> this process's device (or None: not distributed)."""
+    if world_size() <= 1:
+        return None
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device_setting in ("auto", "cuda") or str(device_setting).startswith("cuda")
+    if use_cuda:
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=30))
+    return device
+
+
+def cleanup():
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def launch(argv, devices):
+    """Run ``fashion <argv>`` in ``devices`` processes under torchrun on this machine -> exit code."""
+    if devices < 2:
+        raise FashionError(f"--devices must be 2 or more to launch processes, not {devices}")
+    if torch.cuda.is_available() and devices > torch.cuda.device_count():
+        raise FashionError(f"--devices {devices}: this machine has {torch.cuda.device_count()} GPUs")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
+           "-m", "fashioncli", *argv]
+    return subprocess.call(cmd)
+
+
+class RankSampler(Sampler):
+    """Indices of this rank's slice of every global batch of a seeded permutation.
+
+    With world size 1 it is a plain shuffle; with W ranks, rank r takes items [r*b, (r+1)*b) of
+    each global batch of W*b, so the union of the ranks' batches is the one-process batch.
+    ``generator`` is the loader's: reseeding it (per epoch) reseeds the order.
+    """
+
+    def __init__(self, size, local_batch, generator, rank=0, world=1, drop_last=True):
+        self.size, self.local, self.generator = size, local_batch, generator
+        self.rank, self.world, self.drop_last = rank, world, drop_last
+
+    def __len__(self):
+        step = self.local * self.world
+        full, rest = divmod(self.size, step)
+        tail = 0 if self.drop_last else min(self.local, max(0, rest - self.rank * self.local))
+        return full * self.local + tail
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=self.generator).tolist()
+        step = self.local * self.world
+        end = self.size - self.size % step if self.drop_last else self.size
+        for start in range(self.rank * self.local, end, step):
+            yield from order[start:min(start + self.local, end)]
+
+
+def shard(size):
+    """This rank's share of an evaluation set: indices rank, rank + W, ... (every item once overall)."""
+    return list(range(rank(), size, world_size())) if active() else list(range(size))
+
+
+def gather_outputs(indices, outputs, targets):
+    """Every rank's (indices, outputs, targets) -> on rank 0 the whole set in index order, elsewhere None."""
+    from .tasks import concat
+
+    if not active():
+        return outputs, targets
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, (indices, outputs, targets))
+    if not is_main():
+        return None, None
+    order = torch.tensor([i for part in parts for i in part[0]]).argsort()
+    take = lambda x: {k: v[order] for k, v in x.items()} if isinstance(x, dict) else x[order]  # noqa: E731
+    return take(concat([p[1] for p in parts])), take(concat([p[2] for p in parts]))
+
+
+def broadcast(obj):
+    """Rank 0's ``obj`` on every rank."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_sum(values, device):
+    """Sum a list of numbers over the ranks."""
+    if not active():
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
