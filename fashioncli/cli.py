@@ -103,21 +103,33 @@ def prepare(source, out, recipe, importer, image_size, val_fraction, test_fracti
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint (epochs may be raised with --set).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def train(recipe, overrides, resume, quiet):
+@click.option("--devices", type=int, default=1, show_default=True,
+              help="Processes for data-parallel training (GPUs, or CPU processes with gloo); data.batch_size is the global batch.")
+def train(recipe, overrides, resume, quiet, devices):
     """Train a model from a RECIPE: a bundled name, a YAML file or an http(s) URL.
+
+    Several GPUs: --devices N, or launch `fashion train` under torchrun (several nodes too).
 
     \b
     Examples:
       fashion train quickstart
       fashion train efficientnet_lite0_finetune_clothing-small --set train.epochs=3
       fashion train runs/quickstart/recipe.yaml --resume --set train.epochs=20
+      fashion train report003_seresnet50_fc2 --devices 4 --set train.sync_bn=true
     """
     from .recipe import load_recipe
     from .train import train as run
 
-    resolved = load_recipe(recipe, overrides)
+    resolved = load_recipe(recipe, overrides)  # checked once, before any process starts
+    if devices > 1 and "WORLD_SIZE" not in os.environ:
+        from .distributed import launch
+
+        argv = ["train", recipe, *(f"--set={o}" for o in overrides), *(["--resume"] if resume else []),
+                *(["--quiet"] if quiet else [])]
+        sys.exit(launch(argv, devices))
     summary = run(resolved, spec=recipe, resume=resume, progress=not quiet)
-    _echo_json(summary)
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary, not one per process
+        _echo_json(summary)
 
 
 @cli.command("eval")

@@ -83,17 +83,20 @@ def default_workers():
 
 
 def make_loader(dataset, batch_size, shuffle=False, num_workers=None, seed=0, drop_last=False, pin_memory=None,
-                persistent=True):
+                persistent=True, sampler=None, generator=None):
     """``persistent=False`` starts workers afresh each epoch, seeded from ``loader.generator``:
-    reseeding the generator then makes the workers' augmentation a function of that seed."""
+    reseeding the generator then makes the workers' augmentation a function of that seed.
+    ``sampler`` (e.g. distributed.RankSampler) replaces ``shuffle``; it should draw from ``generator``."""
     num_workers = default_workers() if num_workers is None else num_workers
     # Always a generator of its own: a loader never draws from the global RNG, so creating one
     # (e.g. the first validation after a resume) cannot shift training's random stream.
-    generator = torch.Generator().manual_seed(seed)
+    if generator is None:
+        generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
+        sampler=sampler,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=persistent and num_workers > 0,

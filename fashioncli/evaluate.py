@@ -106,6 +106,9 @@ def classification_metrics(logits, targets, classes, topk=5, extra=()):
 
     def compute(name, **args):
         metric = registry.create(name, n, **args)
+        # The outputs are already whole here (distributed training gathers them on rank 0): a
+        # torchmetrics metric would otherwise wait for the other processes to sync.
+        metric.sync_on_compute = False
         metric.update(probs, targets)
         return metric.compute()
 

@@ -344,6 +344,7 @@ SCHEMA = {
         "deterministic": BOOL,
         "channels_last": BOOL,
         "compile": BOOL,
+        "sync_bn": BOOL,  # several processes: batch-norm statistics over the global batch
         "grad_clip": optional(POS_FLOAT),
         "early_stopping": {"patience": optional(POS_INT), "monitor": STR, "mode": choice("max", "min")},
         # Staged fine-tuning: each stage trains for its epochs with the backbone frozen ('none'),
@@ -371,7 +372,7 @@ DEFAULTS = {
     "scheduler": {"name": "cosine", "warmup_epochs": 0, "min_lr": 0, "step_size": 10, "gamma": 0.1, "pct_start": 0.3},
     "train": {
         "epochs": 10, "seed": 0, "device": "auto", "amp": "auto", "deterministic": False,
-        "channels_last": True, "compile": False, "grad_clip": None,
+        "channels_last": True, "compile": False, "sync_bn": False, "grad_clip": None,
         # auto: the task's main validation metric (val_accuracy, val_mean_accuracy, ...), maximised.
         "early_stopping": {"patience": None, "monitor": "auto", "mode": "max"},
     },

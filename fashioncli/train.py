@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Subset
 from tqdm import tqdm
 
+from . import distributed as dist
 from . import recipe as recipes
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import CachedImages, build_augment, make_loader, resolve_device
@@ -80,11 +81,12 @@ def amp_dtype(setting, device):
 class Trainer:
     """Holds the state that a checkpoint must capture to resume a run exactly."""
 
-    def __init__(self, recipe, run_dir, progress=True):
-        self.recipe, self.run_dir, self.progress = recipe, Path(run_dir), progress
+    def __init__(self, recipe, run_dir, progress=True, device=None):
+        self.recipe, self.run_dir = recipe, Path(run_dir)
+        self.progress = progress and dist.is_main()  # one progress bar, one report, one writer
         d, t = recipe["data"], recipe["train"]
         seed_everything(t["seed"], t["deterministic"])
-        self.device = resolve_device(t["device"])
+        self.device = device or resolve_device(t["device"])
         self.data = PreparedDataset.open(d["root"])
         self.task = make_task(recipe, self.data)
         size = d["image_size"]
@@ -96,20 +98,31 @@ class Trainer:
         self.val_split = d["val_split"] if d["val_split"] in self.data.splits else None
         # Deterministic runs restart workers each epoch, so their augmentation is a function of
         # (seed, epoch) and a resumed run replays it; persistent workers would carry RNG state over.
-        self.train_loader = make_loader(
-            self.train_set, d["batch_size"], shuffle=True, num_workers=d["num_workers"], seed=t["seed"],
-            drop_last=len(self.train_set) > d["batch_size"], persistent=not t["deterministic"],
-        )
+        self.train_loader = self.train_loader_for(d, t)
         self.val_loader = None
         if self.val_split:
+            # Each process validates its share; the outputs meet on rank 0 (distributed.py).
             val_set = self.images(self.val_split)
+            self.val_rows = dist.shard(len(val_set))
+            if dist.active():
+                val_set = Subset(val_set, self.val_rows)
             self.val_loader = make_loader(val_set, d.get("eval_batch_size") or d["batch_size"] * 2, num_workers=d["num_workers"])
 
         pre = getattr(self.model, "fashion_preprocessing", {})
         self.mean, self.std = pre.get("mean", IMAGENET_MEAN), pre.get("std", IMAGENET_STD)
         self.memory_format = torch.channels_last if t["channels_last"] else torch.contiguous_format
+        if dist.active() and t["sync_bn"]:
+            if self.device.type != "cuda":  # torch's SyncBatchNorm runs on GPUs only
+                raise FashionError("train.sync_bn: SyncBatchNorm needs GPUs; CPU processes keep per-process "
+                                   "batch-norm statistics (set it to false)")
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device, memory_format=self.memory_format)
-        self.forward = torch.compile(self.model) if t["compile"] else self.model
+        self.forward = self.model
+        if dist.active():  # self.model stays the plain module: checkpoints and validation use it
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if t["compile"]:
+            self.forward = torch.compile(self.forward)
         self.criterion = self.task.criterion().to(self.device)
         if t.get("stages"):  # staged fine-tuning: the stages' epochs are the run's
             t["epochs"] = sum(stage["epochs"] for stage in t["stages"])
@@ -123,6 +136,24 @@ class Trainer:
         self.amp = amp_dtype(t["amp"], self.device)
         self.scaler = torch.amp.GradScaler(enabled=self.amp is torch.float16)
         self.epoch, self.best, self.stale, self.history = 0, None, 0, []
+
+    def train_loader_for(self, d, t):
+        """Shuffled batches; with N processes each takes its slice of every global batch of
+        data.batch_size, so together they see what one process would (distributed.RankSampler)."""
+        # Deterministic runs restart workers each epoch, so their augmentation is a function of
+        # (seed, epoch) and a resumed run replays it; persistent workers would carry RNG state over.
+        common = {"num_workers": d["num_workers"], "seed": t["seed"], "persistent": not t["deterministic"]}
+        world = dist.world_size() if dist.active() else 1
+        if world == 1:
+            return make_loader(self.train_set, d["batch_size"], shuffle=True,
+                               drop_last=len(self.train_set) > d["batch_size"], **common)
+        if d["batch_size"] % world:
+            raise FashionError(f"data.batch_size: {d['batch_size']} does not split over {world} processes; "
+                               f"use a multiple of {world}")
+        local = d["batch_size"] // world
+        generator = torch.Generator().manual_seed(t["seed"])  # reseeded per epoch: see train_epoch
+        sampler = dist.RankSampler(len(self.train_set), local, generator, dist.rank(), world)
+        return make_loader(self.train_set, local, sampler=sampler, generator=generator, **common)
 
     def images(self, split, transform=None):
         """A split's cached images and targets: the rows the task trains on (data.classes)."""
@@ -154,7 +185,7 @@ class Trainer:
             group["lr"] = group["initial_lr"] = stage["lr"]
         self.scheduler = build_scheduler(self.optimizer, self.recipe["scheduler"], stage["epochs"],
                                          len(self.train_loader), stage["lr"])
-        if self.stage is not None:
+        if self.stage is not None and self.progress:
             tqdm.write(f"stage {i + 1}: backbone {stage['backbone']}, lr {stage['lr']:g}, "
                        f"{trainable:,} trainable parameters")
         self.stage = i
@@ -238,6 +269,7 @@ class Trainer:
             correct, labelled, seen = correct + right, labelled + counted, seen + n
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / max(1, labelled):.3f}")
         elapsed = time.perf_counter() - start
+        total_loss, correct, labelled, seen = dist.all_sum([total_loss, correct, labelled, seen], self.device)
         return {"train_loss": total_loss / max(1, seen), "train_accuracy": correct / max(1, labelled),
                 "train_img_per_s": seen / elapsed if elapsed else 0.0}
 
@@ -246,7 +278,9 @@ class Trainer:
             return {}
         outputs, targets = run_model(self.model, self.val_loader, self.device, self.mean, self.std,
                                      memory_format=self.memory_format, autocast=self.autocast)
-        return self.task.validate(outputs, targets)
+        outputs, targets = dist.gather_outputs(self.val_rows, outputs, targets)
+        # Rank 0 measures; every rank gets its figures, so all take the same early-stopping decision.
+        return dist.broadcast(self.task.validate(outputs, targets) if dist.is_main() else None)
 
     def diverged(self, what):
         """The error that stops a run gone non-finite; nothing of it is saved, last.pt stays good."""
@@ -290,15 +324,17 @@ class Trainer:
             self.epoch += 1
             best = self.improved(row)
             self.history.append(row)
-            self.write_metrics()
-            # best before last: a kill between the two resumes from the previous last.pt and
-            # redoes this epoch, so best.pt is never behind the best value last.pt records.
-            if best:
-                self.save("best", row)
-            self.save("last", row)
-            self.report(row, best)
+            if dist.is_main():
+                self.write_metrics()
+                # best before last: a kill between the two resumes from the previous last.pt and
+                # redoes this epoch, so best.pt is never behind the best value last.pt records.
+                if best:
+                    self.save("best", row)
+                self.save("last", row)
+                self.report(row, best)
             if patience and self.stale >= patience:
-                tqdm.write(f"early stopping: {t['early_stopping']['monitor']} has not improved for {patience} epochs")
+                if dist.is_main():
+                    tqdm.write(f"early stopping: {t['early_stopping']['monitor']} has not improved for {patience} epochs")
                 break
         return self.summary()
 
@@ -324,13 +360,22 @@ class Trainer:
 
 
 def train(recipe, spec="run", resume=False, progress=True):
-    """Train from a resolved recipe (``spec`` is where it came from); returns a summary."""
-    run_dir = run_directory(recipe, spec, resume)
-    trainer = Trainer(recipe, run_dir, progress=progress)
-    make_dir(run_dir / "checkpoints")  # marks a run, even before its first epoch
-    for folder in (run_dir, run_dir / "checkpoints"):
-        remove_temporaries(folder)  # what a killed run was writing
-    write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
-    if resume and (run_dir / "checkpoints" / "last.pt").is_file():
-        trainer.restore()
-    return trainer.fit()
+    """Train from a resolved recipe (``spec`` is where it came from); returns a summary.
+
+    Under torchrun (or `fashion train --devices N`) every process runs this: rank 0 picks the run
+    directory and writes to it, the others train beside it (distributed.py).
+    """
+    device = dist.setup(recipe["train"]["device"])
+    try:
+        run_dir = Path(dist.broadcast(str(run_directory(recipe, spec, resume)) if dist.is_main() else None))
+        trainer = Trainer(recipe, run_dir, progress=progress, device=device)
+        if dist.is_main():
+            make_dir(run_dir / "checkpoints")  # marks a run, even before its first epoch
+            for folder in (run_dir, run_dir / "checkpoints"):
+                remove_temporaries(folder)  # what a killed run was writing
+            write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
+        if resume and (run_dir / "checkpoints" / "last.pt").is_file():
+            trainer.restore()
+        return trainer.fit()
+    finally:
+        dist.cleanup()

@@ -1,0 +1,199 @@
+"""`fashion predict`'s engines and peak memory, on the benchmark's model (the one classification.py trains).
+
+    python benchmarks/predict.py --data ../shared/datasets/clothing-small
+    python benchmarks/predict.py --model runs/x --threads 0 1 2 --measures engines
+
+Prints a markdown table per measure:
+  engines  img/s of `fashion predict model.onnx` (onnxruntime) vs `fashion predict CHECKPOINT` (PyTorch)
+           over the same --predict-images files of --data (decode, resize, batch, CSV in both); the
+           .onnx is exported from the checkpoint by fashioncli.export.export; a row per --threads
+           setting, given to both engines (0: each library's default); median of --repeats runs
+  memory   peak memory of `fashion predict` over ALL images of --memory-data (the folder) vs over its
+           first --memory-first (a .txt list of paths), each in a fresh process, per engine:
+           max RSS of its largest process (getrusage(RUSAGE_CHILDREN) of a small launcher once the
+           command has exited: what /usr/bin/time -v reports) and, on Linux, the peak of the summed
+           PSS of the command's whole process tree (DataLoader workers included), sampled every 0.2 s
+Without --model, the model is trained first exactly as classification.py trains it (about 1 minute).
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common
+
+MEMORY_DATA = common.DATASETS / "fashion-product-small" / "images"
+ENGINES = ("onnx", "checkpoint")
+
+
+def parse():
+    p = common.parser(__doc__)
+    p.add_argument("--model", help="run directory or .pt checkpoint to use (default: train the benchmark's model)")
+    p.add_argument("--measures", nargs="+", choices=("engines", "memory"), default=["engines", "memory"])
+    p.add_argument("--threads", nargs="+", type=int, default=[0], metavar="N",
+                   help="intra-op threads for both engines, a table row each; 0 = the libraries' defaults. "
+                        "The memory runs use the first (default: 0)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per engine and setting (median; default 3)")
+    p.add_argument("--memory-data", default=str(MEMORY_DATA), help="folder of images (default: %(default)s)")
+    p.add_argument("--memory-first", type=int, default=2000,
+                   help="the small run's images: the folder's first N, as a .txt list (default: %(default)s)")
+    p.add_argument("--memory-engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    return p.parse_args()
+
+
+def engines(model, onnx, files, args, work):
+    """-> table rows (threads, onnx img/s, checkpoint img/s, ratio), both engines through fashion's predict()."""
+    import torch
+
+    from fashioncli.predict import predict
+
+    default = torch.get_num_threads()
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads or default)  # a checkpoint engine's setting outlives its run
+        runs = {"onnx": [], "checkpoint": []}
+        for path in (model, onnx):  # warm-up: first-run costs of the process (allocator, kernels)
+            predict(path, files[:64], work / "warm.csv", batch_size=args.batch_size, num_workers=args.workers,
+                    threads=threads or None)
+        for _ in range(args.repeats):  # interleaved, so that a noisy moment hits both engines
+            for name, path in (("checkpoint", model), ("onnx", onnx)):
+                summary = predict(path, files, work / f"{name}.csv", batch_size=args.batch_size,
+                                  num_workers=args.workers, threads=threads or None)
+                runs[name].append(summary["images_per_second"])
+        setting = str(threads) if threads else f"0: torch {default}, onnxruntime its default (physical cores)"
+        ort, pt = statistics.median(runs["onnx"]), statistics.median(runs["checkpoint"])
+        rows.append((setting, ort, pt, ort / pt))
+    torch.set_num_threads(default)
+    return rows
+
+
+def memory(model, onnx, args, work):
+    """-> table rows: per engine, the first --memory-first images (.txt list) then the whole folder."""
+    from fashioncli.images import iter_image_files
+
+    folder = Path(args.memory_data)
+    files = list(iter_image_files(folder))
+    common.warm_page_cache(files)
+    first = work / f"first-{args.memory_first}.txt"
+    first.write_text("".join(f"{f}\n" for f in files[:args.memory_first]), encoding="utf-8")
+    options = ["--batch-size", str(args.batch_size), "--workers", str(args.workers)]
+    options += ["--threads", str(args.threads[0])] if args.threads[0] else []
+    rows, commands = [], []
+    for engine in args.memory_engines:
+        path = onnx if engine == "onnx" else model
+        base = None
+        for source, what in ((first, f"{first.name} (.txt list)"), (folder, "the folder")):
+            cmd = ["predict", str(path), str(source), "-o", str(work / f"memory-{engine}.csv"), *options]
+            commands.append("fashion " + " ".join(cmd))
+            rss, pss, summary = peak_memory([sys.executable, "-m", "fashioncli", *cmd], work)
+            base = base or (rss, pss)
+            rows.append((engine, summary["rows"], what, rss, rss / base[0], pss if pss else "n/a",
+                         pss / base[1] if pss else "n/a", summary["images_per_second"], summary["seconds"]))
+    return rows, commands
+
+
+# Runs the command and writes its max RSS to argv[1]. A child's ru_maxrss starts from what its
+# parent held when it forked (Linux records the old address space's peak at exec), so the command
+# is started from this small process, never from the benchmark's own (torch, a model, data).
+LAUNCHER = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[2:]); "
+            "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(rc)")
+
+
+def peak_memory(cmd, work):
+    """Run ``cmd`` in a fresh process -> (max RSS of its largest process in MiB, peak summed PSS of its
+    process tree in MiB or None off Linux, the JSON it printed)."""
+    maxrss = work / "maxrss.txt"
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(maxrss), *cmd], stdout=out, stderr=err)
+        pss = 0
+        while proc.poll() is None:  # sample the command's processes (not the launcher's) until it exits
+            pss = max(pss, sum(filter(None, (tree_pss(child) for child in children(proc.pid)))))
+            time.sleep(0.2)
+        out.seek(0)
+        err.seek(0)
+        text, errors = out.read().decode(), err.read().decode(errors="replace")
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{errors[-2000:]}")
+    # ru_maxrss: KiB on Linux, bytes on macOS
+    rss = int(maxrss.read_text()) / (2**20 if sys.platform == "darwin" else 2**10)
+    return rss, pss / 2**10 or None, json.loads(text)
+
+
+def tree_pss(pid):
+    """Summed PSS (KiB) of ``pid`` and its descendants, from /proc; None where /proc has no smaps_rollup."""
+    total = 0
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration):  # gone in between, or not Linux
+            if p == pid:
+                return None
+    return total
+
+
+def children(pid):
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(c) for c in task.read_text().split()]
+        except OSError:  # exited in between
+            pass
+    return found
+
+
+def descendants(pid):
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += children(p)
+    return found
+
+
+def main():
+    args = parse()
+    import onnxruntime
+
+    from fashioncli.export import export
+
+    print(common.machine(f", onnxruntime {onnxruntime.__version__}"))
+    with common.workdir(args.workdir) as work:
+        if args.model:
+            model, src = args.model, common.source_images(args, work)
+        else:  # the benchmark's model, trained as classification.py trains it
+            src, _, prepared = common.prepared_subset(args, work)
+            model = common.fashion_train(args, prepared, work)[1]
+        onnx = export(model, "onnx", out=work / "model.onnx")["path"]
+        tables = []
+        if "engines" in args.measures:
+            files = common.predict_files(src, args.predict_images)
+            common.warm_page_cache(files)
+            tables.append(common.table(
+                f"Predict img/s: onnxruntime vs PyTorch, `fashion predict model.onnx` vs `fashion predict CHECKPOINT` "
+                f"({len(files):,} images, median of {args.repeats}; target >= 1.3x)",
+                ["threads", "onnx", "checkpoint", "ratio"], engines(model, onnx, files, args, work)))
+        if "memory" in args.measures:
+            rows, commands = memory(model, onnx, args, work)
+            threads = args.threads[0] or "default"
+            tables.append(common.table(
+                f"Peak memory of `fashion predict`, all images vs the first {args.memory_first:,} "
+                f"(fresh process each, threads {threads}; target ratio <= 1.2x)",
+                ["engine", "images", "input", "max RSS (MiB)", "RSS ratio", "peak PSS, all processes (MiB)",
+                 "PSS ratio", "img/s", "seconds"], rows) + "\n" + "\n".join(commands) + "\n")
+
+    print()
+    print(common.machine(f", onnxruntime {onnxruntime.__version__}"))
+    print(common.command())
+    trained = "" if args.model else f" ({args.backbone} @ {args.image_size}px, trained on {args.limit} images)"
+    print(f"model {model}{trained}, batch {args.batch_size}, workers {args.workers}, data {args.data}, "
+          f"memory data {args.memory_data}\n")
+    print("\n".join(tables))
+
+
+if __name__ == "__main__":
+    main()
