@@ -88,6 +88,10 @@ def _value(t):
     return None if np.isnan(v) else round(v, 6)
 
 
+def _local():
+    return False
+
+
 def classification_metrics(logits, targets, classes, topk=5, extra=()):
     """Single-label metrics from the registered metric factories (torchmetrics).
 
@@ -108,7 +112,7 @@ def classification_metrics(logits, targets, classes, topk=5, extra=()):
         metric = registry.create(name, n, **args)
         # The outputs are already whole here (distributed training gathers them on rank 0): a
         # torchmetrics metric would otherwise wait for the other processes to sync.
-        metric.sync_on_compute = False
+        metric.distributed_available_fn = _local
         metric.update(probs, targets)
         return metric.compute()
 
