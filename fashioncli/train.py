@@ -270,7 +270,9 @@ class Trainer:
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / max(1, labelled):.3f}")
         elapsed = time.perf_counter() - start
         total_loss, correct, labelled, seen = dist.all_sum([total_loss, correct, labelled, seen], self.device)
-        return {"train_loss": total_loss / max(1, seen), "train_accuracy": correct / max(1, labelled),
+        # A model without single-label outputs (multilabel heads only) has no accuracy to show.
+        accuracy = {"train_accuracy": correct / labelled} if labelled else {}
+        return {"train_loss": total_loss / max(1, seen), **accuracy,
                 "train_img_per_s": seen / elapsed if elapsed else 0.0}
 
     def validate(self):

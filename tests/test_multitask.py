@@ -218,3 +218,16 @@ def test_recipe_and_data_mistakes_name_the_key(prepared, tmp_path):
     spec = _recipe(tmp_path, prepared[0], task="classification")
     with pytest.raises(DataError, match="is a multitask dataset but the recipe's task is classification"):
         train(load_recipe(spec), spec=spec, progress=False)
+
+
+def test_fashion_product_small_splits_its_description_into_heads(tmp_path):
+    from conftest import shared_dataset
+
+    source = shared_dataset("fashion-product-small")
+    summary = prepare(str(source), str(tmp_path / "fp"), image_size=16)  # detected: fashion-product
+    assert summary["importer"] == "fashion-product" and summary["problems"] == 0
+    assert summary["heads"] == {"master": 7, "sub": 45, "article": 141, "colour": 46, "usage": 8}
+    assert sum(summary["splits"].values()) == 44072
+    meta = json.loads((tmp_path / "fp" / "dataset.json").read_text())
+    assert meta["heads"]["sub"]["parent"] == "master" and meta["heads"]["article"]["parent"] == "sub"
+    assert meta["heads"]["sub"]["parent_of"]["Topwear"] == "Apparel"
