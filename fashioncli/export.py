@@ -19,7 +19,7 @@ from . import __version__
 from .checkpoint import resolve_path, run_dir
 from .errors import DataError, ExportError, FashionError
 from .io import atomic_path
-from .predict import CheckpointEngine, check_inputs, decode, iter_inputs, prototype_outputs
+from .predict import CheckpointEngine, check_inputs, decode, iter_inputs, probabilities
 
 FORMAT_VERSION = 1
 CHECK_IMAGES = 16
@@ -32,18 +32,12 @@ class Classifier(torch.nn.Module):
 
     def __init__(self, model, mean, std, heads=None):
         super().__init__()
-        self.model = model
-        self.sigmoid = None if heads is None else {name: head.sigmoid for name, head in heads.items()}
+        self.model, self.heads = model, heads
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
 
     def forward(self, images):
-        out = self.model((images.float() - self.mean) / self.std)
-        if isinstance(out, dict) and "distances" in out:
-            return prototype_outputs(out)
-        if self.sigmoid is None:
-            return out.softmax(1)
-        return tuple(out[n].sigmoid() if sig else out[n].softmax(1) for n, sig in self.sigmoid.items())
+        return probabilities(self.model((images.float() - self.mean) / self.std), self.heads)
 
 
 def file_metadata(meta, source, distance=False):
@@ -122,11 +116,7 @@ def check_parity(reference, exported, images, atol):
     """Run both engines on ``images`` -> {images, max_abs_diff, top1_agreement, atol, ok}, plus
     {"heads": {head: the same}} for a multi-task model (a sigmoid head's agreement: every label
     on or off alike at its threshold), or {"distance": ...} for a prototype model (``_distance_agreement``)."""
-    same_labels = exported.classes == reference.classes and exported.threshold == reference.threshold and (
-        exported.heads is None) == (reference.heads is None) and (
-        reference.heads is None or [h.to_json() for h in exported.heads.values()]
-        == [h.to_json() for h in reference.heads.values()])
-    if not same_labels or exported.image_size != reference.image_size:
+    if _labels(exported) != _labels(reference):
         raise ExportError(f"'{exported.source}' reads back with other classes or image size than the checkpoint")
     want, got = reference.run(images), exported.run(images)
     if isinstance(want, dict) and reference.heads is None:  # a prototype model
@@ -144,6 +134,12 @@ def check_parity(reference, exported, images, atol):
         "top1_agreement": min(h["top1_agreement"] for h in heads.values()), "atol": atol,
         "ok": all(h.pop("ok") for h in heads.values()), "heads": heads,
     }
+
+
+def _labels(engine):
+    """What an engine says about its outputs: an export must read back with the checkpoint's."""
+    heads = None if engine.heads is None else [h.to_json() for h in engine.heads.values()]
+    return engine.classes, heads, engine.threshold, engine.image_size
 
 
 def _agreement(want, got, threshold, atol):

@@ -165,7 +165,7 @@ class _TorchEngine(Engine):
         with torch.inference_mode():
             x = torch.as_tensor(images).to(self.device, non_blocking=True)
             out = self._forward(x)
-            out = [out] if torch.is_tensor(out) else list(out.values()) if isinstance(out, dict) else list(out)
+            out = [out] if torch.is_tensor(out) else list(out)  # several outputs come as a tuple
             return self.outputs([o.float().cpu().numpy() for o in out])
 
     def batches(self, paths, batch_size, num_workers=None, chunk=4096):
@@ -193,12 +193,7 @@ class CheckpointEngine(_TorchEngine):
         self.mean, self.std = meta["preprocessing"]["mean"], meta["preprocessing"]["std"]
 
     def _forward(self, x):
-        out = self.model(normalize(x, self.mean, self.std))
-        if isinstance(out, dict) and "distances" in out:
-            return dict(zip(PROTOTYPE_OUTPUTS, prototype_outputs(out)))
-        if self.heads is None:
-            return out.softmax(1)
-        return {n: out[n].sigmoid() if h.sigmoid else out[n].softmax(1) for n, h in self.heads.items()}
+        return probabilities(self.model(normalize(x, self.mean, self.std)), self.heads)
 
 
 class TorchScriptEngine(_TorchEngine):
@@ -225,11 +220,17 @@ class TorchScriptEngine(_TorchEngine):
         return self.module(x)
 
 
-def prototype_outputs(out):
-    """A prototype model's output dict -> (probabilities, (N,) distance to the nearest prototype)."""
-    from .openset import min_distance
+def probabilities(out, heads=None):
+    """A model's raw output -> what the checkpoint engine and an exported file return: softmax
+    probabilities; a tuple of each head's softmax or sigmoid (in the heads' order) for a multi-task
+    model; (probabilities, (N,) distance to the nearest prototype) for a prototype model."""
+    if isinstance(out, dict) and "distances" in out:
+        from .openset import min_distance
 
-    return out["logits"].softmax(1), min_distance(out["distances"])
+        return out["logits"].softmax(1), min_distance(out["distances"])
+    if heads is None:
+        return out.softmax(1)
+    return tuple(out[n].sigmoid() if h.sigmoid else out[n].softmax(1) for n, h in heads.items())
 
 
 def open_engine(model, device="auto", threads=None):
