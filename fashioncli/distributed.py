@@ -104,7 +104,7 @@ def shard(size):
 
 def gather_outputs(indices, outputs, targets):
     """Every rank's (indices, outputs, targets) -> on rank 0 the whole set in index order, elsewhere None."""
-    from .tasks import concat
+    from .tasks import concat, rows_of
 
     if not active():
         return outputs, targets
@@ -113,8 +113,7 @@ def gather_outputs(indices, outputs, targets):
     if not is_main():
         return None, None
     order = torch.tensor([i for part in parts for i in part[0]]).argsort()
-    take = lambda x: {k: v[order] for k, v in x.items()} if isinstance(x, dict) else x[order]  # noqa: E731
-    return take(concat([p[1] for p in parts])), take(concat([p[2] for p in parts]))
+    return rows_of(concat([p[1] for p in parts]), order), rows_of(concat([p[2] for p in parts]), order)
 
 
 def broadcast(obj):

@@ -344,7 +344,7 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
         return summary
     if task != "classification":
         raise CheckpointError(f"'{checkpoint}' is a {task} model; `fashion eval` cannot score it")
-    from .tasks import concat, logits_of
+    from .tasks import concat, logits_of, rows_of
 
     classes, pre = meta["classes"], meta["preprocessing"]
     make = _prepared_split if (root / "dataset.json").is_file() else _class_folders
@@ -367,7 +367,7 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
             raise DataError(f"none of the {len(paths)} images in '{root}' could be read (first: {unreadable[0][1]})")
         keep = torch.ones(len(paths), dtype=torch.bool)
         keep[[i for i, _ in unreadable]] = False
-        outputs = {k: v[keep] for k, v in outputs.items()} if isinstance(outputs, dict) else outputs[keep]
+        outputs = rows_of(outputs, keep)
         targets = targets[keep]
         unreadable = [{"path": paths[i], "error": e} for i, e in unreadable]
         paths = [p for p, k in zip(paths, keep.tolist()) if k]

@@ -27,6 +27,13 @@ def concat(chunks):
     return torch.cat(chunks).cpu()
 
 
+def rows_of(batch, index):
+    """Rows ``index`` of a tensor or of every tensor of a {name: tensor}."""
+    if isinstance(batch, dict):
+        return {k: v[index] for k, v in batch.items()}
+    return batch[index]
+
+
 def make_task(recipe, data):
     data.require(recipe["task"])
     if recipe["data"].get("classes") and recipe["task"] != "classification":
