@@ -35,6 +35,7 @@ class Imported:
         For a multi-task source (``heads`` set), the class name is a {head: value} dict and
         ``classes`` is unused.
     problems: [{"path", "reason"}] for entries the importer already had to drop.
+    masks: None, or (segmentation) one mask reader per sample, see the field below.
     boxes: None (every image whole), or a list aligned with ``samples``: per sample None or a
         bounding box (x1, y1, x2, y2): numbers (or numeric text) in source pixels, x2, y2 exclusive (see
         ``fashioncli.images.check_box``). ``prepare`` crops each image to its box (clamped to the
@@ -50,6 +51,12 @@ class Imported:
     # {head name: value}, a value being text, a list of texts (multilabel) or None (missing).
     heads: dict = None
     boxes: list = None
+    # A segmentation source: one entry per sample, a zero-argument callable returning that image's
+    # (H, W) integer class-index mask (indices into ``classes``; ``ignore_index`` where unlabelled),
+    # or raising MaskError. Reading is deferred so that prepare decodes each mask once, in its
+    # worker threads. The sample's label is then None.
+    masks: list = None
+    ignore_index: int = 255
 
 
 def normalize_split(name):
