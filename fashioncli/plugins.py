@@ -23,6 +23,7 @@ BUILTIN_PLUGINS = (
     "fashion_plugins.datasets.fashion_product",
     "fashion_plugins.datasets.deepfashion",
     "fashion_plugins.datasets.imat_tags",
+    "fashion_plugins.datasets.segmentation_formats",
     "fashion_plugins.metrics.classification",
     "fashion_plugins.exporters.standard",
 )
