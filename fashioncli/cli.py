@@ -170,11 +170,15 @@ def eval_cmd(checkpoint, data, split, out, batch_size, topk, device, tta):
 @click.option("--tta", help="Test-time augmentation: none, hflip, shift=PIXELS or hflip,shift=4 (default: the recipe's eval.tta).")
 @click.option("--hierarchy/--no-hierarchy", default=True, show_default=True,
               help="Multi-task: a head with a parent predicts only classes of the parent's predicted class.")
-def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads, device, tta, hierarchy):
+@click.option("--overlay", type=click.Choice(["jpg", "png", "none"]), default="jpg", show_default=True,
+              help="Segmentation: format of the colour overlays written beside the masks (none: masks only).")
+def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads, device, tta, hierarchy, overlay):
     """Predict labels for images with MODEL (checkpoint, run directory or exported .onnx).
 
     INPUTS are files, folders (recursive), glob patterns, or .txt files listing paths. A multi-task
     model writes every head's label and score (a multilabel head: the labels above their thresholds).
+    A segmentation model writes OUT's folder/masks/<name>.png (class index per pixel, at the
+    image's size), overlays/<name>.jpg, and a row per image with each class's area.
 
     \b
     Examples:
@@ -186,7 +190,7 @@ def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads,
 
     _echo_json(run(model, list(inputs), out, topk=topk, batch_size=batch_size, fmt=fmt, resume=resume,
                    num_workers=workers, device=device, threads=threads, tta=parse(tta) if tta else None,
-                   hierarchy=hierarchy))
+                   hierarchy=hierarchy, overlay=overlay))
 
 
 @cli.command()

@@ -4,8 +4,10 @@ The exported model takes uint8 RGB images, N x 3 x S x S (S = image_size, any N)
 by squashing, and returns class probabilities N x C, or for a multi-task model one output per
 head, named after it (softmax or sigmoid probabilities), or for a prototype model the
 probabilities and "distance" (N, the squared distance to the nearest prototype; the metadata's
-rejection threshold turns it into `unknown`): normalisation and activations are inside, so a
-consumer only decodes and resizes. The file carries ``file_metadata()`` as JSON: in ONNX
+rejection threshold turns it into `unknown`), or for a segmentation model per-pixel softmax
+probabilities N x C x S x S (the mask is their argmax, resized to the source image with
+nearest-neighbour; the metadata carries classes, palette and ignore index): normalisation and
+activations are inside, so a consumer only decodes and resizes. The file carries ``file_metadata()`` as JSON: in ONNX
 ``metadata_props["fashion"]``, in TorchScript the extra file ``fashion.json``.
 """
 import os
@@ -20,6 +22,7 @@ from .checkpoint import resolve_path, run_dir
 from .errors import DataError, ExportError, FashionError
 from .io import atomic_path
 from .predict import CheckpointEngine, check_inputs, decode, iter_inputs, probabilities
+from .segmentation.predict import export_metadata, is_segmentation, mask_agreement
 
 FORMAT_VERSION = 1
 CHECK_IMAGES = 16
@@ -45,7 +48,9 @@ def file_metadata(meta, source, distance=False):
     model also outputs the distance to its nearest prototype (with the rejection threshold)."""
     pre = meta["preprocessing"]
     size = int(pre["image_size"])
-    if meta.get("heads"):
+    if is_segmentation(meta):
+        labels = export_metadata(meta, size)
+    elif meta.get("heads"):
         labels = {"heads": meta["heads"], "thresholds": meta.get("thresholds") or {}, "outputs": [
             {"name": name, "dtype": "float32", "shape": ["N", len(head["classes"])],
              "activation": "softmax" if head["type"] == "categorical" else "sigmoid"}
@@ -115,10 +120,13 @@ def sample_images(check_images, meta, size):
 def check_parity(reference, exported, images, atol):
     """Run both engines on ``images`` -> {images, max_abs_diff, top1_agreement, atol, ok}, plus
     {"heads": {head: the same}} for a multi-task model (a sigmoid head's agreement: every label
-    on or off alike at its threshold), or {"distance": ...} for a prototype model (``_distance_agreement``)."""
+    on or off alike at its threshold), or {"distance": ...} for a prototype model (``_distance_agreement``);
+    for a segmentation model {images, max_abs_diff, mask_agreement, ...} (``mask_agreement``)."""
     if _labels(exported) != _labels(reference):
         raise ExportError(f"'{exported.source}' reads back with other classes or image size than the checkpoint")
     want, got = reference.run(images), exported.run(images)
+    if is_segmentation(reference.meta):  # per-pixel probabilities: the masks' argmax agreement
+        return {"images": len(images), **mask_agreement(want, got, atol)}
     if isinstance(want, dict) and reference.heads is None:  # a prototype model
         result = {"images": len(images), **_agreement(want["probabilities"], got["probabilities"], None, atol),
                   "distance": _distance_agreement(want["distance"], got["distance"], reference.threshold, atol)}
@@ -160,6 +168,12 @@ def _distance_agreement(want, got, threshold, atol):
     return {"max_rel_diff": diff, "unknown_agreement": agreement, "ok": diff <= atol and agreement == 1.0}
 
 
+def _agreement_text(parity):
+    if "mask_agreement" in parity:
+        return f"mask agreement {parity['mask_agreement']:.4f} of pixels (at least {parity['min_mask_agreement']})"
+    return f"top-1 agreement {parity['top1_agreement']:.3f}"
+
+
 def _distance_text(parity):
     d = parity.get("distance")
     return "" if d is None else (f", distance relative difference {d['max_rel_diff']:.3g}, "
@@ -178,8 +192,9 @@ def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, a
     source = resolve_path(checkpoint)
     reference = CheckpointEngine(source, device="cpu")
     meta = reference.meta
-    if meta.get("task", "classification") not in ("classification", "multitask"):
-        raise ExportError(f"'{source}' is a {meta['task']} checkpoint; export handles classification and multi-task")
+    if meta.get("task", "classification") not in ("classification", "multitask", "segmentation"):
+        raise ExportError(f"'{source}' is a {meta['task']} checkpoint; export handles classification, multi-task "
+                          "and segmentation")
     out = Path(out) if out else default_out(source, exporter.suffix)
     images, origin = sample_images(check_images, meta, reference.image_size)
     pre = meta["preprocessing"]
@@ -205,8 +220,8 @@ def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, a
             os.replace(tmp, failed)
             raise ExportError(
                 f"'{failed}' disagrees with the PyTorch model on {parity['images']} {origin}: "
-                f"max abs difference {parity['max_abs_diff']:.3g} (atol {atol}), top-1 agreement "
-                f"{parity['top1_agreement']:.3f}{_distance_text(parity)}; the file is kept there for inspection "
+                f"max abs difference {parity['max_abs_diff']:.3g} (atol {atol}), {_agreement_text(parity)}"
+                f"{_distance_text(parity)}; the file is kept there for inspection "
                 f"and '{out}' was "
                 f"{'left unchanged' if out.exists() else 'not written'}. Try another --opset or --format, "
                 "or a larger --atol if the difference is harmless"

@@ -513,7 +513,7 @@ class PerHead:
 
 # -- entry -------------------------------------------------------------------
 def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, num_workers=None,
-            device="auto", threads=None, tta=None, hierarchy=True):
+            device="auto", threads=None, tta=None, hierarchy=True, overlay="jpg"):
     """Write one row per input image to ``out`` (CSV or JSONL) and return a summary.
 
     Rows: path, label, score (top-1 probability), top_labels, top_scores (top-k lists; JSON
@@ -522,15 +522,22 @@ def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, n
     (``TopK``); a multi-task model writes every head instead (``PerHead``). Paths are de-duplicated in order; ``resume``
     keeps the rows already in ``out`` and skips their paths. ``tta`` ({"hflip", "shift"}) averages
     the probabilities of flipped and shifted copies; None uses the model's recipe's eval.tta.
+    A segmentation model writes mask PNGs, ``overlay`` images (jpg, png or none) and per-class
+    areas instead (segmentation/predict.py's ``MaskRows``).
     """
     if topk < 1 or batch_size < 1:
         raise DataError(f"topk and batch_size must be at least 1 (got {topk}, {batch_size})")
     fmt = output_format(out, fmt)
     inputs = check_inputs(inputs)
     engine = open_engine(model, device=device, threads=threads)
-    if tta is None:
+    segmentation = engine.meta.get("task") == "segmentation"
+    if tta is None and not segmentation:
         tta = ((engine.meta.get("recipe") or {}).get("eval") or {}).get("tta")
-    if engine.heads is not None:
+    if segmentation:  # masks, overlays and class areas: segmentation/predict.py
+        from .segmentation.predict import MaskRows
+
+        layout, k = MaskRows(engine.meta, out, fmt, overlay, num_workers, tta), None
+    elif engine.heads is not None:
         layout, k = PerHead(engine.heads, engine.meta.get("thresholds"), hierarchy), None
     else:
         k = min(topk, len(engine.classes))
@@ -547,7 +554,7 @@ def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, n
                 rows = list(layout.rows(batch_paths, engine.run_tta(images, tta), errors))
                 writer.write(rows)
                 stats["rows"] += len(rows)
-                stats["errors"] += sum(1 for e in errors if e)
+                stats["errors"] += sum(1 for r in rows if r["error"])
                 if engine.threshold is not None:
                     stats["unknown"] += sum(r["label"] == UNKNOWN for r in rows)
                 bar.update(len(rows))
@@ -558,7 +565,7 @@ def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, n
         raise DataError(f"no images found in: {', '.join(inputs)}")
     return {
         "out": str(out), "format": fmt, "model": engine.source, "engine": engine.kind,
-        **({"topk": k} if k else {"heads": list(engine.heads)}),
+        **(layout.summary if segmentation else {"topk": k} if k else {"heads": list(engine.heads)}),
         **({} if engine.threshold is None else {"threshold": engine.threshold}), **stats, "seconds": round(seconds, 3),
         "images_per_second": round(stats["rows"] / seconds, 1) if seconds > 0 else None,
     }
