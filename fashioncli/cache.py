@@ -1,7 +1,8 @@
 """The decoded-once image cache: every image of a split, resized, in one uint8 memmap.
 
 Decoding JPEGs is most of a small model's epoch on CPU; decoding them once per image size
-makes every later epoch a memory copy. ``<dir>/<name>.u8`` holds N x size x size x 3 RGB rows in
+makes every later epoch a memory copy. ``<dir>/<name>.u8`` holds N x size x size x 3 RGB rows (x 1
+for segmentation masks: ``<split>.mask``) in
 the order of the paths it was built from (each cropped to its bounding box first, when the
 samples have boxes); ``<dir>/<name>.json`` describes it. Both are written
 to temporary names first and renamed, so a crashed or concurrent build never leaves a cache
@@ -33,8 +34,12 @@ def paths_key(paths, boxes=None):
     return hashlib.sha1("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def build_cache(paths, size, out_dir, name, workers=2, progress=True, boxes=None):
+def build_cache(paths, size, out_dir, name, workers=2, progress=True, boxes=None, decode=None, channels=3):
     """Decode, crop, resize and store every image of ``paths``; returns one error string or None per path.
+
+    decode: ``(bytes, size, box) -> (size x size x channels uint8 array, [height, width])``;
+        default ``images.decode_resized`` (RGB photos). Segmentation masks use their own (nearest
+        neighbour, one channel) and the same cache machinery.
 
     boxes: None, or one checked box (see ``images.check_box``) or None per path: the image is
         cropped to it (clamped to the image) before resizing; a box wholly outside its image is
@@ -49,14 +54,15 @@ def build_cache(paths, size, out_dir, name, workers=2, progress=True, boxes=None
     out_dir.mkdir(parents=True, exist_ok=True)
     n = len(paths)
     tmp = out_dir / f"{name}.u8.{os.getpid()}.tmp"
-    rows = _create(tmp, n, size)
+    rows = _create(tmp, n, size, channels)
+    decode = decode or decode_resized
     errors, shapes, hashes = [None] * n, [None] * n, [None] * n
 
     def work(i):
         # Threads suffice: file reads, hashing, cv2 decode and resize all release the GIL.
         try:
             data = read_file(paths[i])  # read_image's two steps, so the same bytes get hashed
-            rows[i], shapes[i] = decode_resized(data, size, None if boxes is None else boxes[i])
+            rows[i], shapes[i] = decode(data, size, None if boxes is None else boxes[i])
         except ImageError as exc:
             errors[i] = str(exc)
             return
@@ -74,7 +80,7 @@ def build_cache(paths, size, out_dir, name, workers=2, progress=True, boxes=None
     finally:
         tmp.unlink(missing_ok=True)
     _write_json(out_dir / f"{name}.json", {
-        "version": CACHE_VERSION, "count": n, "size": size,
+        "version": CACHE_VERSION, "count": n, "size": size, "channels": channels,
         "ok": [e is None for e in errors], "paths_key": paths_key(paths, boxes),
         "shapes": shapes, "sha1": hashes,
         "errors": [[i, e] for i, e in enumerate(errors) if e is not None],
@@ -95,7 +101,7 @@ def open_cache(out_dir, name):
         n, size = meta["count"], meta["size"]
     except (OSError, ValueError, KeyError):
         raise DataError(f"no image cache '{name}' in '{out_dir}'") from None
-    shape = (n, size, size, 3)
+    shape = (n, size, size, meta.get("channels", 3))
     expected = int(np.prod(shape))
     actual = data_path.stat().st_size if data_path.exists() else -1
     if actual != expected:
@@ -107,8 +113,9 @@ def open_cache(out_dir, name):
     return np.memmap(data_path, np.uint8, "c", shape=shape), meta
 
 
-def cached(paths, size, out_dir, name, workers=None, progress=True, boxes=None):
-    """The cache for exactly these paths (and boxes) at this size: opened if up to date, else built first."""
+def cached(paths, size, out_dir, name, workers=None, progress=True, boxes=None, decode=None, channels=3):
+    """The cache for exactly these paths (and boxes) at this size: opened if up to date, else built
+    first (``decode`` and ``channels`` as in ``build_cache``)."""
     paths = [str(p) for p in paths]
     try:
         rows, meta = open_cache(out_dir, name)
@@ -117,7 +124,8 @@ def cached(paths, size, out_dir, name, workers=None, progress=True, boxes=None):
     except DataError:
         fresh = False
     if not fresh:
-        build_cache(paths, size, out_dir, name, workers=workers or default_workers(), progress=progress, boxes=boxes)
+        build_cache(paths, size, out_dir, name, workers=workers or default_workers(), progress=progress, boxes=boxes,
+                    decode=decode, channels=channels)
         rows, meta = open_cache(out_dir, name)
     if meta["errors"]:
         i, reason = meta["errors"][0]
@@ -142,7 +150,7 @@ def keep_rows(out_dir, name, keep, paths, boxes=None):
     src, meta = open_cache(out_dir, name)
     keep = np.asarray(keep, dtype=np.int64)
     tmp = out_dir / f"{name}.u8.{os.getpid()}.tmp"
-    dst = _create(tmp, len(keep), meta["size"])
+    dst = _create(tmp, len(keep), meta["size"], meta.get("channels", 3))
     try:
         for start in range(0, len(keep), 1024):  # bounded memory for large splits
             dst[start:start + 1024] = src[keep[start:start + 1024]]
@@ -167,12 +175,12 @@ def default_workers():
     return min(8, os.cpu_count() or 1)
 
 
-def _create(path, n, size):
+def _create(path, n, size, channels=3):
     """A new zero-filled memmap file (None for n == 0: mmap cannot map an empty file)."""
     if n == 0:
         path.write_bytes(b"")
         return None
-    return np.memmap(path, np.uint8, "w+", shape=(n, size, size, 3))
+    return np.memmap(path, np.uint8, "w+", shape=(n, size, size, channels))
 
 
 def _replace_data(tmp, out_dir, name):

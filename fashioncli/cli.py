@@ -63,15 +63,19 @@ def cli():
 @click.option("--val-fraction", type=float, help="Used only when the data has no val split.  [default: 0.1]")
 @click.option("--test-fraction", type=float, help="Used only when the data has no test split.  [default: 0.1]")
 @click.option("--seed", type=int, help="Seed of the stratified split.  [default: 0]")
-@click.option("--classes", help="Keep only these comma-separated classes.")
+@click.option("--classes", help="Keep only these comma-separated classes (segmentation: also `foreground`, or a "
+              "class set such as `evaluated`).")
+@click.option("--other-classes", type=click.Choice(["background", "ignore"]),
+              help="Segmentation: what the classes left out by --classes become.  [default: background]")
 @click.option("--arg", "args", multiple=True, metavar="KEY=VALUE", help="Importer argument, e.g. --arg label_col=category.")
-def prepare(source, out, recipe, importer, image_size, val_fraction, test_fraction, seed, classes, args):
+def prepare(source, out, recipe, importer, image_size, val_fraction, test_fraction, seed, classes, other_classes, args):
     """Import a dataset into the layout train/eval/predict read, with a report and an image cache.
 
     SOURCE is a folder of class folders (optionally under train/val/test), a CSV or parquet table,
     a public dataset's local copy, a .zip or .tar(.gz) of one (unpacked into OUT/source/), or
     `synthetic` for the embedded quickstart set. A multi-task table names its label columns as
-    heads (--arg heads=[a,b]); a recipe can declare all of it in data.prepare.
+    heads (--arg heads=[a,b]); images with mask files (labels/, clabels/ + class_dict.csv) make a
+    segmentation dataset. A recipe can declare all of it in data.prepare.
 
     \b
     Examples:
@@ -79,6 +83,7 @@ def prepare(source, out, recipe, importer, image_size, val_fraction, test_fracti
       fashion prepare styles.csv data/styles --arg image_col=path --arg label_col=category
       fashion prepare products.csv data/products --arg 'heads=[category, colour]'
       fashion prepare --recipe multitask_efficientnet_lite0_fashion-product-small
+      fashion prepare ../shared/datasets/imat-fashion-seg data/imat-seg --image-size 128
       fashion prepare synthetic data/synthetic
       fashion prepare photos.zip data/photos
     """
@@ -87,7 +92,7 @@ def prepare(source, out, recipe, importer, image_size, val_fraction, test_fracti
 
     given = {"source": source, "out": out, "importer": importer, "image_size": image_size,
              "val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed,
-             "classes": [c.strip() for c in classes.split(",")] if classes else None}
+             "classes": [c.strip() for c in classes.split(",")] if classes else None, "other_classes": other_classes}
     for text in args:
         parts, value = parse_override(text)
         given[".".join(parts)] = value

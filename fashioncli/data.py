@@ -4,13 +4,22 @@ import os
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from .preprocess import resize_rgb
 
 
+# A segmentation mask's "no label" value: pixels that rotation brings in from outside the image.
+MASK_FILL = 255
+
+
 def build_augment(image_size, augment):
-    """Train-time augmentation on uint8 CxHxW tensors (torchvision transforms v2)."""
+    """Train-time augmentation on uint8 CxHxW tensors (torchvision transforms v2).
+
+    Called as ``t(image)``, or ``t(image, tv_tensors.Mask)`` for segmentation: v2 moves the mask
+    with the image (nearest-neighbour, so no blended class values) and leaves its values alone
+    under colour jitter."""
     augment = augment or {}
     ops = []
     scale = augment.get("scale")
@@ -19,7 +28,7 @@ def build_augment(image_size, augment):
     if augment.get("hflip", True):
         ops.append(v2.RandomHorizontalFlip())
     if augment.get("rotate"):
-        ops.append(v2.RandomRotation(augment["rotate"]))
+        ops.append(v2.RandomRotation(augment["rotate"], fill={tv_tensors.Mask: MASK_FILL, "others": 0}))
     if augment.get("color_jitter"):
         j = augment["color_jitter"]
         ops.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
@@ -52,6 +61,24 @@ class CachedImages(Dataset):
         if self.transform is not None:
             x = self.transform(x)
         return x, self.target(i)
+
+
+class CachedMasks(CachedImages):
+    """Rows of the image cache with their masks (N,H,W,1 uint8), augmented together.
+
+    Targets are (H, W) int64 class indices (``MASK_FILL`` where unlabelled).
+    """
+
+    def __init__(self, array, masks, transform=None):
+        super().__init__(array, np.zeros(len(array), np.int64), transform)
+        self.masks = masks
+
+    def __getitem__(self, i):
+        x = torch.from_numpy(np.array(self.array[i])).permute(2, 0, 1)
+        mask = tv_tensors.Mask(torch.from_numpy(np.array(self.masks[i][..., 0])))
+        if self.transform is not None:
+            x, mask = self.transform(x, mask)
+        return x, mask.as_subclass(torch.Tensor).long()
 
 
 class FileImages(Dataset):

@@ -4,14 +4,17 @@
                                  "splits": {"train": n, ...}, "importer", "source", "image_size"}
                                 a multi-task dataset has "task": "multitask" and "heads":
                                 {name: {"type", "classes", "parent"?, "parent_of"?}} (see heads.py);
-                                "boxes": true when the samples have bounding boxes
+                                "boxes": true when the samples have bounding boxes;
+                                a segmentation dataset has "task": "segmentation", "classes",
+                                "ignore_index", "palette"? and "class_sets" (segmentation/prepare.py)
     <dir>/<split>.csv           header path,label (absolute path, class name), or
                                 path,<head>,... (one text cell per head, '' = missing);
-                                a last column box ("x1 y1 x2 y2" source pixels, '' = whole image)
+                                or path,mask (segmentation: a prepared index PNG under masks/); a last column box ("x1 y1 x2 y2" source pixels, '' = whole image)
                                 when dataset.json says "boxes": the cache holds that crop, and
                                 the same path may then appear once per box
     <dir>/report.json|.md       counts, image sizes, duplicates, dropped files
-    <dir>/cache/<size>/<split>.u8|.json   decoded images (see cache.py)
+    <dir>/masks/<split>/*.png   segmentation: the checked class-index masks, in the prepared classes
+    <dir>/cache/<size>/<split>.u8|.json   decoded images (see cache.py); <split>.mask.u8: masks
 """
 import csv
 import json
@@ -25,7 +28,7 @@ from .heads import heads_from_json
 from .images import ImageError, parse_box
 from .io import ENCODING
 
-TASKS = ("classification", "multitask")
+TASKS = ("classification", "multitask", "segmentation")
 
 FORMAT_VERSION = 1
 
@@ -55,7 +58,7 @@ class PreparedDataset:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             version, task = meta["format_version"], meta["task"]
-            meta["classes" if task == "classification" else "heads"], meta["splits"]
+            meta["heads" if task == "multitask" else "classes"], meta["splits"]
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"'{meta_path}' is damaged ({exc}); run fashion prepare again") from None
         if version != FORMAT_VERSION:
@@ -135,6 +138,15 @@ class PreparedDataset:
                         raise DataError(f"{self.root / split}.csv:{line}: {exc}; run fashion prepare again") from None
             self._boxes[split] = boxes
         return self._boxes[split]
+
+    def mask_cache(self, split, size=None, workers=None, progress=True):
+        """Segmentation: the split's masks as an N x size x size x 1 uint8 array, like ``cache``."""
+        from .segmentation.prepare import decode_mask
+
+        size = int(size or self.image_size)
+        masks = [row["mask"] for row in self.rows(split)]
+        return cached(masks, size, self.root / "cache" / str(size), f"{split}.mask", workers=workers,
+                      progress=progress, decode=decode_mask, channels=1)
 
     def labels(self, split):
         return np.array([label for _, label in self.samples(split)], dtype=np.int64)

@@ -1,4 +1,5 @@
-"""`fashion eval`: score a classification checkpoint on a prepared split or a folder of class folders.
+"""`fashion eval`: score a classification checkpoint on a prepared split or a folder of class folders
+(multi-task checkpoints: evaluate_heads.py; segmentation: segmentation/evaluate.py).
 
 Images of classes the model was not trained on (held out by the recipe's data.classes, or any
 for a prototype model that can reject) are scored as unseen: open-set AUROC and rejection figures.
@@ -61,21 +62,27 @@ def _mean(views):
     return torch.stack(views).mean(0)
 
 
-def run_model(model, loader, device, mean, std, memory_format=torch.contiguous_format, autocast=None, tta=None):
+def run_model(model, loader, device, mean, std, memory_format=torch.contiguous_format, autocast=None, tta=None,
+              reduce=None):
     """Run ``model`` over ``loader`` -> (outputs, targets), both on the CPU.
 
     Outputs are float32 logits (N, C), or {name: logits} for a model with several outputs;
     targets are what the loader's batches carry (int64 (N,), or {head: tensor}). Batches are
     ``(uint8 NxCxHxW images, targets, ...)``; normalisation with ``mean``/``std`` happens on
     ``device``. ``autocast`` is an optional callable returning a context manager (e.g. mixed
-    precision). The model's train/eval mode is restored afterwards.
+    precision). ``reduce(outputs, targets) -> (outputs, targets)`` shrinks each batch before it is
+    kept (segmentation: argmax masks instead of per-pixel logits). The model's train/eval mode is
+    restored afterwards.
     """
     from .tasks import concat
 
     outputs, targets = [], []
     for out, batch in _infer(model, loader, device, mean, std, memory_format, autocast, tta):
+        target = batch[1]
+        if reduce is not None:
+            out, target = reduce(out, target)
         outputs.append(out)  # stays on the device: one transfer at the end, not one sync per batch
-        targets.append(batch[1])
+        targets.append(target)
     if not outputs:
         return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
     return concat(outputs), concat(targets)
@@ -339,6 +346,14 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
 
         out = Path(out) if out is not None else _default_out(checkpoint, data, split)
         summary = evaluate_heads(model, meta, root, split, out, batch_size, device, num_workers, tta, topk)
+        summary.update(checkpoint=str(checkpoint), device=str(device), seconds=round(time.perf_counter() - start, 2))
+        write_json(out / "summary.json", summary)
+        return summary
+    if task == "segmentation":
+        from .segmentation.evaluate import evaluate_segmentation
+
+        out = Path(out) if out is not None else _default_out(checkpoint, data, split)
+        summary = evaluate_segmentation(model, meta, root, split, out, batch_size, device, num_workers, tta)
         summary.update(checkpoint=str(checkpoint), device=str(device), seconds=round(time.perf_counter() - start, 2))
         write_json(out / "summary.json", summary)
         return summary

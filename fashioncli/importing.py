@@ -10,6 +10,7 @@ directory) when it must write image files, e.g. decoding IDX arrays to PNGs unde
 ``--importer`` picks the importer with the highest score above 0 (generic ones score low).
 """
 import csv
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,8 @@ SPLIT_ALIASES = {
     "test": "test", "testing": "test",
 }
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+# When one image sits in several splits, the copy in the first of these is kept: test stays whole.
+KEEP_ORDER = ("test", "val", "train")
 
 
 @dataclass
@@ -57,6 +60,10 @@ class Imported:
     # worker threads. The sample's label is then None.
     masks: list = None
     ignore_index: int = 255
+    # Segmentation extras: one (r, g, b) per class for drawing masks (None: fashion picks colours),
+    # and named class subsets that eval reports mIoU over, e.g. {"evaluated": [17 names]}.
+    palette: list = None
+    class_sets: dict = None
 
 
 def normalize_split(name):
@@ -202,3 +209,33 @@ def head_labels(columns, heads, table):
     }
     rows = [{name: per_head[name][r] for name in heads} for r in range(n)]
     return declared, rows
+
+
+# -- split folders (<root>/<split>/images/...) -------------------------------
+def split_folders(root, inner="images"):
+    """[(split, folder)] for every train/val/test-like folder of ``root`` that holds ``inner``, in KEEP_ORDER."""
+    found = [(normalize_split(d.name), d) for d in sorted(root.iterdir())
+             if d.is_dir() and normalize_split(d.name) and (d / inner).is_dir()]
+    return sorted(found, key=lambda t: KEEP_ORDER.index(t[0]))
+
+
+def drop_copies(listed, problems):
+    """[(image path, split, folder name)] -> the same, keeping only the first copy (test before val
+    before train) of byte-identical images across splits; copies within one split stay (prepare's
+    report counts them). The copies left out become ``problems``."""
+    first, kept = {}, []
+    for path, split, folder in listed:
+        try:
+            digest = hashlib.sha1(path.read_bytes()).hexdigest()
+        except OSError as exc:
+            problems.append({"path": str(path), "reason": f"cannot read file: {exc.strerror or exc}"})
+            continue
+        other = first.setdefault(digest, (path, split))
+        if other[1] != split:
+            problems.append({"path": str(path), "reason": f"same bytes as {other[1]} image "
+                                                          f"'{other[0].parent.parent.name}/{other[0].parent.name}/{other[0].name}'; "
+                                                          f"left out of {split} so {other[1]} stays whole"})
+            continue
+        kept.append((path, split, folder))
+    order = {s: i for i, s in enumerate(("train", "val", "test"))}
+    return sorted(kept, key=lambda t: (order[t[1]], str(t[0])))

@@ -15,8 +15,10 @@ BUILTIN_PLUGINS = (
     "fashion_plugins.models.timm_models",
     "fashion_plugins.models.multihead",
     "fashion_plugins.models.prototype",
+    "fashion_plugins.models.segmentation",
     "fashion_plugins.losses.classification",
     "fashion_plugins.losses.prototype",
+    "fashion_plugins.losses.segmentation",
     "fashion_plugins.datasets.importers",
     "fashion_plugins.datasets.synthetic",
     "fashion_plugins.datasets.public",
@@ -24,6 +26,7 @@ BUILTIN_PLUGINS = (
     "fashion_plugins.datasets.deepfashion",
     "fashion_plugins.datasets.imat_tags",
     "fashion_plugins.datasets.segmentation_formats",
+    "fashion_plugins.datasets.segmentation_folder",
     "fashion_plugins.metrics.classification",
     "fashion_plugins.exporters.standard",
 )

@@ -1,4 +1,5 @@
-"""`fashion prepare`: any supported source -> a prepared classification dataset (see dataset.py).
+"""`fashion prepare`: any supported source -> a prepared classification, multi-task or segmentation
+dataset (see dataset.py).
 
 import (plugin) -> clean (subset, duplicates, invalid boxes) -> split -> decode every image once
 (cropped to its bounding box, when the importer gives boxes) into the cache, dropping unreadable
@@ -25,11 +26,11 @@ from .importing import SPLITS, Imported, normalize_split
 from .io import ENCODING, atomic_path, is_temporary, make_dir, remove_temporaries, write_json, write_text
 
 # What prepare itself writes into <out>; anything else there means OUT points at the wrong folder.
-_LAYOUT = {"dataset.json", "report.json", "report.md", "cache", "images", "source", *(f"{s}.csv" for s in SPLITS)}
+_LAYOUT = {"dataset.json", "report.json", "report.md", "cache", "images", "masks", "source", *(f"{s}.csv" for s in SPLITS)}
 
 
 def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_fraction=0.1, seed=0,
-            classes=None, workers=None, progress=True, **importer_args):
+            classes=None, other_classes="background", workers=None, progress=True, **importer_args):
     """Import ``source`` into the prepared directory ``out``; returns a summary dict.
 
     source: a folder, table, ... or a .zip/.tar(.gz) of one, unpacked into ``out/source/`` first.
@@ -38,7 +39,9 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
     val_fraction, test_fraction: share of images that get no split from the source, assigned by a
         seeded split stratified per class. Splits the source gives are kept; when it gives train
         but no val (or test), that split is carved out of train with its fraction.
-    classes: keep only these classes (list, or comma-separated names).
+    classes: keep only these classes (list, or comma-separated names). A segmentation source also
+        takes "foreground" (background vs the rest) or the name of one of its class sets; the
+        classes left out become background, or the ignore index with other_classes="ignore".
     importer_args: passed to the importer (e.g. image_col=..., download=True).
     """
     started = time.perf_counter()
@@ -59,11 +62,16 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         name, entry = _pick_importer(source, importer)
 
     imported = _run_importer(entry, source, out, importer_args)
-    multitask = imported.heads is not None
+    multitask, segmentation = imported.heads is not None, imported.masks is not None
     if multitask:
         if classes is not None:
             raise DataError("classes: a multi-task source keeps every class; choose its heads instead")
         heads, samples, problems, notes = _clean_heads(imported)
+    elif segmentation:
+        from .segmentation.prepare import class_mapping
+
+        class_names, lut = class_mapping(imported.classes, classes, other_classes, imported.class_sets)
+        samples, problems, notes, readers = _clean_masks(imported)
     else:
         class_names, samples, problems, notes = _clean(imported, classes)
     has_boxes = any(box is not None for *_, box in samples)
@@ -72,6 +80,9 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
     splits = _assign_splits(samples, val_fraction, test_fraction, seed)
 
     infos = _cache_splits(splits, out / "cache" / str(image_size), image_size, workers, progress, problems, has_boxes)
+    if segmentation:
+        pixels = _cache_masks(splits, readers, infos, lut, imported, class_names, out, image_size, workers, progress,
+                              problems)
     if "train" not in splits:
         raise DataError(f"no readable training images in '{source}' ({len(problems)} files could not be used)")
 
@@ -79,6 +90,8 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         heads = _finish_heads(heads, [r[1] for rows in splits.values() for r in rows], notes)
         class_names = None
         header = ["path", *heads]
+    elif segmentation:
+        header = ["path", "mask"]
     else:
         present = {r[1] for rows in splits.values() for r in rows}
         notes += [f"class '{c}' has no readable images and was left out" for c in class_names if c not in present]
@@ -90,11 +103,12 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
             lines = [(*line, format_box(box)) for line, (_, _, box) in zip(lines, rows)]
         _write_csv(out / f"{split}.csv", header + (["box"] if has_boxes else []), lines)
     report = _report(splits, infos, class_names, problems, notes, name, source_str, image_size,
-                     heads=heads if multitask else None)
+                     heads=heads if multitask else None, pixels=pixels if segmentation else None)
     write_json(out / "report.json", report)
     write_text(out / "report.md", _markdown(report))
     meta = {
-        "format_version": FORMAT_VERSION, "task": "multitask" if multitask else "classification",
+        "format_version": FORMAT_VERSION,
+        "task": "multitask" if multitask else "segmentation" if segmentation else "classification",
         "splits": {s: len(rows) for s, rows in splits.items()},
         "importer": name, "source": source_str, "image_size": image_size,
     }
@@ -102,6 +116,8 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         meta["heads"] = {h: head.to_json() for h, head in heads.items()}
     else:
         meta["classes"] = class_names
+    if segmentation:
+        meta.update(_segmentation_meta(imported, class_names))
     if has_boxes:
         meta["boxes"] = True
     write_json(out / "dataset.json", meta)
@@ -110,7 +126,7 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         **({"heads": {h: len(head.classes) for h, head in heads.items()}} if multitask else {"classes": class_names}),
         "splits": meta["splits"],
         # Per-class counts of many heads would bury the summary: report.md has them.
-        **({} if multitask else {"counts": report["counts"]}), "problems": len(problems),
+        **({} if multitask or segmentation else {"counts": report["counts"]}), "problems": len(problems),
         "duplicates_across_splits": len(report["duplicates"]["across_splits"]),
         "image_size": image_size, "seconds": round(time.perf_counter() - started, 2),
     }
@@ -307,6 +323,63 @@ def _clean_heads(imported):
     return heads, samples, problems, []
 
 
+def _clean_masks(imported):
+    """Segmentation counterpart of ``_clean`` -> ([(path, None, split, box)], problems, notes,
+    {path: mask reader}); a path listed twice keeps its first mask."""
+    if len(imported.masks) != len(imported.samples):
+        raise PluginError(f"dataset importer returned {len(imported.masks)} masks for {len(imported.samples)} samples")
+    problems, samples, readers = list(imported.problems), [], {}
+    for (path, _, split), reader in zip(imported.samples, imported.masks):
+        if split and normalize_split(split) is None:
+            problems.append({"path": path, "reason": f"unknown split '{split}' (use train/val/test)"})
+        elif path in readers:
+            problems.append({"path": path, "reason": "listed twice; kept the first mask"})
+        else:
+            readers[path] = reader
+            samples.append((path, None, normalize_split(split) if split else None, None))
+    return samples, problems, [], readers
+
+
+def _cache_masks(splits, readers, infos, lut, imported, class_names, out, size, workers, progress, problems):
+    """Check and write every mask, drop the rows whose mask fails from the image caches too, and
+    cache the masks -> {split: (images per class, pixels per class)}."""
+    from .cache import cached
+    from .segmentation.prepare import decode_mask, pixel_report, write_masks
+
+    cache_dir = out / "cache" / str(size)
+    kept = write_masks(splits, readers, infos, lut, imported, out, workers, progress, problems)
+    pixels = {}
+    for split in list(splits):
+        rows = splits[split]
+        if not rows:
+            del splits[split], infos[split]
+            for suffix in (".u8", ".json"):
+                (cache_dir / f"{split}{suffix}").unlink(missing_ok=True)
+            continue
+        if len(kept[split]) < infos[split]["count"]:
+            keep_rows(cache_dir, split, kept[split], [p for p, *_ in rows])
+            infos[split] = open_cache(cache_dir, split)[1]
+        masks = cached([m for _, m, _ in rows], size, cache_dir, f"{split}.mask", workers=workers, progress=progress,
+                       decode=decode_mask, channels=1)
+        pixels[split] = pixel_report(masks, class_names)
+    return pixels
+
+
+def _segmentation_meta(imported, class_names):
+    """dataset.json's segmentation keys: palette (one colour per prepared class), ignore index,
+    and the importer's class sets restricted to the prepared classes."""
+    from .segmentation.prepare import IGNORE
+
+    meta = {"ignore_index": IGNORE}
+    if imported.palette is not None:
+        colours = dict(zip(imported.classes, imported.palette))
+        meta["palette"] = [list(map(int, colours[c])) if c in colours else None for c in class_names]
+    sets = {name: [c for c in members if c in class_names] for name, members in (imported.class_sets or {}).items()}
+    # A set of every class (evaluated_classes_all.txt) would only repeat the overall mIoU.
+    meta["class_sets"] = {name: members for name, members in sets.items() if 1 < len(members) < len(class_names)}
+    return meta
+
+
 def _finish_heads(declared, rows, notes):
     """Heads with their classes (declared, else the values seen) and, for a head with a parent,
     each class's parent class (the most common one; disagreements become notes)."""
@@ -407,8 +480,10 @@ def _write_csv(path, header, rows):
         writer.writerows(rows)
 
 
-def _report(splits, infos, classes, problems, notes, importer, source, image_size, heads=None):
-    if heads is None:
+def _report(splits, infos, classes, problems, notes, importer, source, image_size, heads=None, pixels=None):
+    if pixels is not None:  # segmentation: images that show each class
+        counts = {s: dict(zip(classes, pixels[s][0])) for s in splits}
+    elif heads is None:
         counts = {s: {c: 0 for c in classes} for s in splits}
         for split, rows in splits.items():
             counts[split].update(Counter(r[1] for r in rows))
@@ -437,6 +512,20 @@ def _report(splits, infos, classes, problems, notes, importer, source, image_siz
         "image_sizes": stats,
         "duplicates": {"across_splits": across, "extra_copies_within_splits": within},
         "problems": problems, "notes": notes,
+        **(_pixel_section(pixels, classes) if pixels is not None else {}),
+    }
+
+
+def _pixel_section(pixels, classes):
+    """Segmentation: class pixel frequencies per split and training class weights."""
+    from .segmentation.prepare import class_weights
+
+    train = pixels.get("train", next(iter(pixels.values())))[1]
+    total = max(1, sum(train))
+    return {
+        "pixels": {s: dict(zip(classes, p[1])) for s, p in pixels.items()},
+        "pixel_frequency": {c: round(n / total, 6) for c, n in zip(classes, train)},
+        "class_weights": dict(zip(classes, class_weights(train))),
     }
 
 
@@ -485,7 +574,16 @@ def _markdown(report, limit=50):
                       + (f", belongs to `{spec['parent']}`" if spec.get("parent") else "") + ")", ""]
             lines += _count_table(counts, list(next(iter(counts.values()))), splits)
     else:
+        if "pixels" in report:
+            lines += ["## Images that show each class", ""]
         lines += _count_table(report["counts"], report["classes"], splits, totals=report["splits"])
+    if "pixels" in report:
+        lines += ["## Pixels", "", f"Pixel counts at {report['image_size']} px; frequency and median-frequency class "
+                  "weights from train (use them as `loss.args.weight`).", "",
+                  "| class | " + " | ".join(splits) + " | frequency | weight |", "|---|" + "---:|" * (len(splits) + 2)]
+        lines += [f"| {c} | " + " | ".join(str(report["pixels"][s][c]) for s in splits)
+                  + f" | {report['pixel_frequency'][c]:.4%} | {report['class_weights'][c]:g} |" for c in report["classes"]]
+        lines.append("")
     sizes = report["image_sizes"]
     sizes_title = "## Image sizes (pixels" + (", before cropping)" if report.get("cropped_to_box") else ")")
     lines += ["", sizes_title, "", "| | min | median | max |", "|---|---:|---:|---:|"]

@@ -290,7 +290,7 @@ HEAD_SCHEMA = {
 }
 
 SCHEMA = {
-    "task": choice("classification", "multitask"),
+    "task": choice("classification", "multitask", "segmentation"),
     "head": HEAD_SCHEMA,
     "heads": MappingOf(HEAD_SCHEMA),
     "description": STR,
@@ -308,7 +308,8 @@ SCHEMA = {
         # What `fashion prepare --recipe` makes data.root from.
         "prepare": {
             "source": STR, "importer": STR, "image_size": POS_INT, "val_fraction": NONNEG_FLOAT,
-            "test_fraction": NONNEG_FLOAT, "seed": INT, "classes": list_of(STR), "args": ANY,
+            "test_fraction": NONNEG_FLOAT, "seed": INT, "classes": either(list_of(STR), STR),
+            "other_classes": choice("background", "ignore"), "args": ANY,
         },
         "augment": {
             "hflip": BOOL,
@@ -356,7 +357,11 @@ SCHEMA = {
              "tta": {"hflip": BOOL, "shift": NONNEG_INT},
              # Prototype models: predict `unknown` beyond this distance to the nearest prototype; null
              # calibrates it on the validation split so that this fraction of known images is rejected.
-             "reject": {"threshold": optional(NONNEG_FLOAT), "false_rejection_rate": FRACTION}},
+             "reject": {"threshold": optional(NONNEG_FLOAT), "false_rejection_rate": FRACTION},
+             # Published figures to print beside the measured ones: {metric name: value}.
+             "reference": MappingOf(NONNEG_FLOAT),
+             # Segmentation: more class subsets to report mIoU over (the dataset's own come too).
+             "class_sets": MappingOf(list_of(STR))},
     "output": {"dir": STR, "name": optional(STR), "exist_ok": BOOL},
 }
 
@@ -377,7 +382,8 @@ DEFAULTS = {
         "early_stopping": {"patience": None, "monitor": "auto", "mode": "max"},
     },
     "eval": {"topk": 5, "split": "test", "checkpoint": "best", "tta": {"hflip": False, "shift": 0},
-             "reject": {"threshold": None, "false_rejection_rate": 0.05}},
+             "reject": {"threshold": None, "false_rejection_rate": 0.05}, "reference": {},
+             "class_sets": {}},
     "output": {"dir": "runs", "name": None, "exist_ok": False},
 }
 REQUIRED = ("data.root", "model")
@@ -399,7 +405,8 @@ def _validate(value, schema, path, check_components):
     if isinstance(schema, MappingOf):
         if not isinstance(value, dict):
             raise RecipeError(f"{path}: expected a mapping of names, got {value!r}")
-        return {k: _validate(v or {}, schema.schema, f"{path}.{k}", check_components) for k, v in value.items()}
+        return {k: _validate({} if v is None else v, schema.schema, f"{path}.{k}", check_components)
+                for k, v in value.items()}
     return schema(value, path)
 
 

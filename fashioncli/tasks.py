@@ -4,7 +4,9 @@ The trainer runs the same loop for every task; a task object supplies the parts 
 what the model predicts. ``classification``: one label per image (a model may return a dict
 with "logits", e.g. a prototype model, whose loss then gets the whole dict; the recipe's
 data.classes may hold some of the dataset's classes out). ``multitask``: one backbone with a head
-per label column, outputs and targets as {head: tensor} (heads.py).
+per label column, outputs and targets as {head: tensor} (heads.py). ``segmentation``: a class
+per pixel; targets are masks, and validation reduces each batch to its argmax mask (``reduce``) so
+that a split's logits never sit in memory at once.
 """
 import numpy as np
 import torch
@@ -37,8 +39,8 @@ def rows_of(batch, index):
 def make_task(recipe, data):
     data.require(recipe["task"])
     if recipe["data"].get("classes") and recipe["task"] != "classification":
-        raise RecipeError("data.classes: only a classification recipe can hold classes out; "
-                          "a multi-task recipe chooses its heads")
+        raise RecipeError("data.classes: only a classification recipe can hold classes out; a multi-task "
+                          "recipe chooses its heads, a segmentation one its classes at prepare (--classes)")
     return TASKS[recipe["task"]](recipe, data)
 
 
@@ -208,4 +210,71 @@ class MultiTaskLoss(torch.nn.Module):
         return total
 
 
-TASKS = {"classification": ClassificationTask, "multitask": MultiTask}
+class SegmentationTask:
+    """One class per pixel: the prepared dataset's classes, masks as targets, mIoU to monitor."""
+
+    name = "segmentation"
+
+    def __init__(self, recipe, data):
+        self.recipe, self.data = recipe, data
+        self.classes = list(data.classes)
+        self.ignore_index = data.meta.get("ignore_index", 255)
+        self.class_sets = data.meta.get("class_sets") or {}
+
+    def model_args(self):
+        return {"num_classes": len(self.classes)}
+
+    def rows(self, data, split):
+        return None
+
+    def targets(self, data, split):
+        return data.mask_cache(split, self.recipe["data"]["image_size"])
+
+    def dataset(self, images, masks, transform=None):
+        from .data import CachedMasks
+
+        return CachedMasks(images, masks, transform)
+
+    def criterion(self):
+        import inspect
+
+        loss = self.recipe["loss"]
+        factory = get("losses").get(loss["name"]).factory
+        args = dict(loss["args"])
+        # The prepared masks' "no label" value reaches every loss that can skip it.
+        if "ignore_index" in inspect.signature(factory).parameters:
+            args.setdefault("ignore_index", self.ignore_index)
+        return get("losses").create(loss["name"], **args)
+
+    def correct(self, outputs, targets):
+        """(right, labelled) pixels of a training batch: the progress bar's pixel accuracy."""
+        valid = targets != self.ignore_index
+        return ((outputs.argmax(1) == targets) & valid).sum().item(), int(valid.sum())
+
+    def reduce(self, outputs, targets):
+        """One validation batch -> ({"pred": uint8 argmax masks, "loss": the batch's loss per row}, uint8 masks)."""
+        if not hasattr(self, "_loss"):
+            self._loss = self.criterion().to(outputs.device)
+        targets = targets.to(outputs.device)
+        loss = self._loss(outputs, targets).float()
+        return {"pred": outputs.argmax(1).to(torch.uint8), "loss": loss.expand(len(outputs))}, targets.to(torch.uint8)
+
+    def validate(self, outputs, targets):
+        from .segmentation.metrics import confusion, segmentation_report
+
+        conf = confusion(outputs["pred"], targets, len(self.classes), self.ignore_index)
+        report = segmentation_report(conf, self.classes, self.class_sets)
+        metrics = {"val_loss": outputs["loss"].mean().item(), "val_miou": report["miou"],
+                   "val_pixel_accuracy": report["pixel_accuracy"], "val_fg_bg_miou": report["fg_bg_miou"]}
+        metrics.update({f"val_miou_{name}": entry["miou"] for name, entry in report["class_sets"].items()})
+        return {k: float("nan") if v is None else v for k, v in metrics.items()}
+
+    def monitor(self):
+        return "val_miou"
+
+    def meta(self):
+        return {"classes": self.classes, "palette": self.data.meta.get("palette"),
+                "ignore_index": self.ignore_index, "class_sets": self.class_sets}
+
+
+TASKS = {"classification": ClassificationTask, "multitask": MultiTask, "segmentation": SegmentationTask}

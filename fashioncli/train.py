@@ -157,8 +157,9 @@ class Trainer:
 
     def images(self, split, transform=None):
         """A split's cached images and targets: the rows the task trains on (data.classes)."""
-        images = CachedImages(self.data.cache(split, self.recipe["data"]["image_size"]),
-                              self.task.targets(self.data, split), transform)
+        make = getattr(self.task, "dataset", CachedImages)  # segmentation pairs images with masks
+        images = make(self.data.cache(split, self.recipe["data"]["image_size"]), self.task.targets(self.data, split),
+                      transform)
         rows = self.task.rows(self.data, split)
         return images if rows is None else Subset(images, rows)
 
@@ -279,7 +280,8 @@ class Trainer:
         if self.val_loader is None:
             return {}
         outputs, targets = run_model(self.model, self.val_loader, self.device, self.mean, self.std,
-                                     memory_format=self.memory_format, autocast=self.autocast)
+                                     memory_format=self.memory_format, autocast=self.autocast,
+                                     reduce=getattr(self.task, "reduce", None))
         outputs, targets = dist.gather_outputs(self.val_rows, outputs, targets)
         # Rank 0 measures; every rank gets its figures, so all take the same early-stopping decision.
         return dist.broadcast(self.task.validate(outputs, targets) if dist.is_main() else None)

@@ -243,9 +243,14 @@ def test_imat_tags_unknown_colour_is_a_problem_not_a_guess(tmp_path):
     assert reason == "colour mask 'b.png': 5 pixels of 1 colours not in the palette: (7, 7, 7) x 5"
 
 
-def test_prepare_detects_imat_tags_and_writes_a_multilabel_dataset(tmp_path):
+def test_prepare_imat_tags_writes_a_multilabel_dataset(tmp_path):
     src = make_imat(tmp_path / "src")
-    summary = prepare(str(src), str(tmp_path / "out"), image_size=16, progress=False, workers=1, min_pixels=10)
+    # Detection picks segmentation (mask-folder) for this layout; tags are asked for by name.
+    from fashioncli.prepare import _pick_importer
+
+    assert _pick_importer(str(src), None)[0] == "mask-folder"
+    summary = prepare(str(src), str(tmp_path / "out"), importer="imat-tags", image_size=16, progress=False, workers=1,
+                      min_pixels=10)
     assert summary["importer"] == "imat-tags" and summary["task"] == "multitask"
     assert summary["splits"] == {"train": 3, "val": 1, "test": 2}
     assert summary["duplicates_across_splits"] == 0 and summary["problems"] == 2

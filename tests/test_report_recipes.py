@@ -1,4 +1,4 @@
-"""The recipes that reproduce reports 002, 003 and 004 (papers in ../shared/papers): each resolves,
+"""The recipes that reproduce reports 001 to 004 (papers in ../shared/papers): each resolves,
 each has a CPU-sized variant, and the settings the papers fix are the ones the recipes carry."""
 import re
 
@@ -22,7 +22,7 @@ def load(name):
 
 
 def test_every_report_has_paper_recipes():
-    assert {n[:9] for n in PAPER} == {"report002", "report003", "report004"}
+    assert {n[:9] for n in PAPER} == {"report001", "report002", "report003", "report004"}
     assert {"report002_resnet34_multitask", "report002_vgg16_direct", "report003_seresnet50_fc0",
             "report004_inception_resnet_v2", "report004_xception", "report004_inception_v4"} <= set(PAPER)
 
@@ -35,7 +35,13 @@ def test_every_bundled_recipe_resolves(name):
 
 @pytest.mark.parametrize("name", REPORTS)
 def test_report_backbones_are_timm_models(name):
-    assert timm.is_model(load(name)["model"]["args"]["backbone"])
+    args = load(name)["model"]["args"]
+    if "encoder" in args:  # segmentation: an smp encoder (the paper's) or a timm one
+        import segmentation_models_pytorch as smp
+
+        assert args["encoder"] in smp.encoders.get_encoder_names() or timm.is_model(args["encoder"])
+    else:
+        assert timm.is_model(args["backbone"])
 
 
 @pytest.mark.parametrize("name", PAPER)
@@ -43,9 +49,12 @@ def test_every_paper_recipe_has_a_cpu_variant(name):
     assert f"{name}_cpu" in NAMES, f"{name} has no CPU-sized variant {name}_cpu"
     paper, cpu = load(name), load(f"{name}_cpu")
     assert cpu["task"] == paper["task"] and cpu["model"]["name"] == paper["model"]["name"]
-    assert {k: cpu["model"]["args"][k] for k in OFFLINE} == OFFLINE
+    encoder = "encoder" if paper["task"] == "segmentation" else "backbone"
+    assert {k: cpu["model"]["args"][k] for k in (encoder, "pretrained")} == {
+        encoder: OFFLINE["backbone"], "pretrained": OFFLINE["pretrained"]}
     assert cpu["data"]["image_size"] < paper["data"]["image_size"]
-    assert cpu["train"]["epochs"] <= 5
+    assert cpu["train"]["epochs"] <= (12 if paper["task"] == "segmentation" else 5)
+    assert cpu["loss"] == paper["loss"] and cpu["eval"]["reference"] == paper["eval"]["reference"]
     # The paper's method survives: loss of every head, optimizer family, schedule, TTA, head MLPs.
     assert cpu["optimizer"]["name"] == paper["optimizer"]["name"]
     assert cpu["scheduler"]["name"] == paper["scheduler"]["name"]
@@ -115,3 +124,32 @@ def test_report004_two_stages_and_tta(name):
 def test_report004_xception_is_the_original_architecture():
     # legacy_xception: Chollet's Xception with the Keras weights; xception41/65/71 are DeepLab's variant.
     assert load("report004_xception")["model"]["args"]["backbone"].startswith("legacy_xception")
+
+
+# Report 001, Tables 1 and 2: test mIoU on 2, 17 and 47 classes per model and loss.
+REPORT001 = {
+    "unet": {"ce": (0.8791, 0.3103, 0.1265), "miou": (0.8745, 0.4145, 0.2022), "dice": (0.6778, 0.3315, 0.1457),
+             "dice_ce": (0.8688, 0.2837, 0.1177), "focal2": (0.8664, 0.3153, 0.1298), "focal5": (0.8366, 0.2766, 0.1096)},
+    "deeplabv3plus": {"ce": (0.8886, 0.3439, 0.1450), "miou": (0.8980, 0.3791, 0.1734), "dice": (0.7536, 0.1384, 0.0501),
+                      "dice_ce": (0.8848, 0.3399, 0.1416), "focal2": (0.8592, 0.2976, 0.1199),
+                      "focal5": (0.8612, 0.3040, 0.1237)},
+}
+REPORT001_LOSSES = {"ce": ("cross_entropy", {}), "miou": ("miou", {}), "dice": ("dice", {}), "dice_ce": ("dice_ce", {}),
+                    "focal2": ("focal", {"alpha": 0.25, "gamma": 2}), "focal5": ("focal", {"alpha": 0.25, "gamma": 5})}
+
+
+@pytest.mark.parametrize("model", REPORT001)
+@pytest.mark.parametrize("loss", REPORT001_LOSSES)
+def test_report001_grid(model, loss):
+    r = load(f"report001_{model}_{loss}")
+    assert r["task"] == "segmentation" and r["model"]["name"] == model
+    assert (r["data"]["image_size"], r["data"]["batch_size"], r["train"]["epochs"]) == (256, 16, 100)
+    assert (r["optimizer"]["name"], r["optimizer"]["lr"]) == ("adam", 1e-3)
+    assert (r["loss"]["name"], r["loss"]["args"]) == REPORT001_LOSSES[loss]
+    two, seventeen, all47 = REPORT001[model][loss]
+    assert r["eval"]["reference"] == {"fg_bg_miou": two, "miou_evaluated": seventeen, "miou": all47}
+    args = r["model"]["args"]
+    if model == "unet":
+        assert args["encoder"] == "vgg16"
+    else:
+        assert args["encoder"] == "resnet50" and args["atrous_rates"] == [6, 12, 18]

@@ -33,6 +33,14 @@ def class_colours(num_classes, palette=None):
     return colours.astype(np.uint8)
 
 
+def colours_of(meta):
+    """The colours of a checkpoint's (or prepared dataset's) classes: its palette when it has one
+    colour per class, else ``class_colours``' own (a collapsed "foreground" class has none)."""
+    palette = meta.get("palette")
+    complete = palette is not None and len(palette) == len(meta["classes"]) and None not in palette
+    return class_colours(len(meta["classes"]), palette if complete else None)
+
+
 def colourise(mask, colours):
     """(H, W) class indices -> (H, W, 3) uint8 RGB; indices outside ``colours`` in IGNORE_COLOUR."""
     mask = np.asarray(mask)

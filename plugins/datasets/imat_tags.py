@@ -18,14 +18,13 @@ Detection scores 20: above the generic folder importer (1), below what a segment
 of the same layout should score, since tags are a derived view of a segmentation set. Pass
 ``--importer imat-tags`` to ask for it explicitly.
 """
-import hashlib
 import math
 from pathlib import Path
 
 from fashioncli import hookimpl
 from fashioncli.errors import DataError, did_you_mean
 from fashioncli.images import iter_image_files
-from fashioncli.importing import Imported, normalize_split
+from fashioncli.importing import Imported, drop_copies, split_folders
 from fashioncli.masks import (
     COLOUR_DIR, INDEX_DIR, PALETTE_FILE, MaskError, class_pixels, describe_unknown, mask_for, read_palette,
 )
@@ -35,8 +34,6 @@ BACKGROUND = "background"
 CLASS_FILES = {"evaluated": "evaluated_classes.txt", "all": None}
 IMAGES_DIR = "images"
 DEFAULT_MIN_FRACTION = 0.00025
-# When one image sits in several splits, the copy in the first of these is kept: test stays whole.
-KEEP_ORDER = ("test", "val", "train")
 
 
 @hookimpl
@@ -64,13 +61,13 @@ def imat_tags(source, classes_file="all", min_fraction=DEFAULT_MIN_FRACTION, min
     wanted = _wanted_classes(root, names, classes_file)
     threshold = _threshold(min_fraction, min_pixels)
 
-    splits = _split_folders(root)
+    splits = split_folders(root)
     if not splits:
         raise DataError(f"'{root}' has no split folder with an {IMAGES_DIR}/ folder (e.g. train/{IMAGES_DIR}/)")
     listed, copies, problems = [], [], []
     for split, folder in splits:
         listed += [(path, split, folder.name) for path in iter_image_files(folder / IMAGES_DIR, recursive=False)]
-    kept = _drop_copies(listed, copies)
+    kept = drop_copies(listed, copies)
 
     columns = [i for i, n in enumerate(names) if n in wanted]
     samples = []
@@ -133,35 +130,7 @@ def _threshold(min_fraction, min_pixels):
     return lambda area: max(1, math.ceil(fraction * area))
 
 
-def _split_folders(root):
-    """[(split, folder)] for every train/val/test-like folder that holds images/, in KEEP_ORDER."""
-    found = [(normalize_split(d.name), d) for d in sorted(root.iterdir())
-             if d.is_dir() and normalize_split(d.name) and (d / IMAGES_DIR).is_dir()]
-    return sorted(found, key=lambda t: KEEP_ORDER.index(t[0]))
-
-
-def _drop_copies(listed, problems):
-    """Keep the first copy (test before val before train) of byte-identical images across splits;
-    copies within one split stay (prepare's report counts them)."""
-    first, kept = {}, []
-    for path, split, folder in listed:
-        try:
-            digest = hashlib.sha1(path.read_bytes()).hexdigest()
-        except OSError as exc:
-            problems.append({"path": str(path), "reason": f"cannot read file: {exc.strerror or exc}"})
-            continue
-        other = first.setdefault(digest, (path, split))
-        if other[1] != split:
-            problems.append({"path": str(path), "reason": f"same bytes as {other[1]} image "
-                                                          f"'{other[0].parent.parent.name}/{IMAGES_DIR}/{other[0].name}'; "
-                                                          f"left out of {split} so {other[1]} stays whole"})
-            continue
-        kept.append((path, split, folder))
-    order = {s: i for i, s in enumerate(("train", "val", "test"))}
-    return sorted(kept, key=lambda t: (order[t[1]], str(t[0])))
-
-
 def _detect(source):
     root = Path(str(source))
-    return 20 if root.is_dir() and (root / PALETTE_FILE).is_file() and _split_folders(root) else 0
+    return 20 if root.is_dir() and (root / PALETTE_FILE).is_file() and split_folders(root) else 0
 

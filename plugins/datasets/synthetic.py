@@ -1,4 +1,6 @@
 """`synthetic-clothing`: a small clothing dataset drawn on the spot, so the quickstart needs no download.
+`synthetic-segmentation`: the same garments with their masks (background + 6 classes), for the
+segmentation quickstart and tests.
 
 Six garment silhouettes whose differences are the ones real classifiers must learn (sleeve
 length, leg length, a bodice above a flared hem), each with a random colour and pattern, size,
@@ -15,6 +17,7 @@ from fashioncli.errors import DataError
 from fashioncli.importing import Imported
 
 NAMES = ("synthetic", "synthetic-clothing")
+SEGMENTATION_NAMES = ("synthetic-segmentation",)
 
 # Outlines in a unit frame (x right, y down, about -1..1), traced clockwise from the left neck.
 SHAPES = {
@@ -38,6 +41,7 @@ CLASSES = list(SHAPES)
 @hookimpl
 def register_datasets(register):
     register("synthetic-clothing", synthetic_clothing, detect=_detect)
+    register("synthetic-segmentation", synthetic_segmentation, detect=_detect_segmentation)
 
 
 def synthetic_clothing(source, out, per_class=100, size=96, data_seed=0):
@@ -58,8 +62,32 @@ def synthetic_clothing(source, out, per_class=100, size=96, data_seed=0):
     return Imported(list(CLASSES), samples)
 
 
+def synthetic_segmentation(source, out, count=240, size=96, data_seed=0):
+    """Draw ``count`` JPEGs (one garment each, the six garments in turn) at size x size into
+    <out>/images/, with masks: background 0, the garment's pixels its class (1..6). No download."""
+    if int(count) < 1 or int(size) < 32:
+        raise DataError("synthetic-segmentation needs count >= 1 and size >= 32")
+    folder = Path(out).absolute() / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    samples, masks = [], []
+    for i in range(int(count)):
+        label = i % len(CLASSES)
+        rng = np.random.default_rng([int(data_seed), 1000 + label, i])
+        image, garment = _draw(CLASSES[label], int(size), rng)
+        path = folder / f"{CLASSES[label]}_{i:04d}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        samples.append((str(path), None, None))
+        masks.append(lambda index=np.where(garment, label + 1, 0).astype(np.uint8): index)
+    return Imported(["background", *CLASSES], samples, masks=masks)
+
+
 def draw_garment(name, size, rng):
     """One size x size RGB uint8 picture of garment ``name``."""
+    return _draw(name, size, rng)[0]
+
+
+def _draw(name, size, rng):
+    """(picture, boolean mask of the garment's pixels) of garment ``name``."""
     image = _background(size, rng)
     outline = _place(SHAPES[name], size, rng)
     mask = np.zeros((size, size), np.uint8)
@@ -73,7 +101,7 @@ def draw_garment(name, size, rng):
     image = image + rng.normal(0, rng.uniform(2, 12), image.shape)
     if rng.random() < 0.4:
         image = cv2.GaussianBlur(image, (3, 3), 0)
-    return np.clip(image, 0, 255).astype(np.uint8)
+    return np.clip(image, 0, 255).astype(np.uint8), mask > 127
 
 
 def _place(points, size, rng):
@@ -143,3 +171,7 @@ def _fabric(size, rng, avoid):
 
 def _detect(source):
     return 100 if str(source) in NAMES and not Path(str(source)).exists() else 0
+
+
+def _detect_segmentation(source):
+    return 100 if str(source) in SEGMENTATION_NAMES and not Path(str(source)).exists() else 0

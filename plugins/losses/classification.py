@@ -31,7 +31,10 @@ def cross_entropy(label_smoothing=0.0, ignore_index=-100, weight=None):
 
 
 class FocalLoss(nn.Module):
-    """-alpha_t (1 - p_t)^gamma log p_t, averaged over the rows whose target is not ignore_index."""
+    """-alpha_t (1 - p_t)^gamma log p_t, averaged over the rows whose target is not ignore_index.
+
+    Logits (N, C) with targets (N,), or per pixel: (N, C, H, W) with (N, H, W) (segmentation).
+    """
 
     def __init__(self, gamma=2.0, alpha=None, ignore_index=-100):
         super().__init__()
@@ -39,6 +42,8 @@ class FocalLoss(nn.Module):
         self.register_buffer("alpha", _per_class(alpha, "alpha"), persistent=False)
 
     def forward(self, logits, targets):
+        if logits.dim() > 2:  # one row per pixel: (N, C, ...) -> (N * ..., C)
+            logits, targets = logits.movedim(1, -1).reshape(-1, logits.shape[1]), targets.reshape(-1)
         keep = targets != self.ignore_index
         if not keep.any():
             return logits.sum() * 0.0  # a batch without labels for this head: no signal, still a graph

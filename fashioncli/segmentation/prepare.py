@@ -1,0 +1,163 @@
+"""The segmentation half of `fashion prepare`: class sets, mask validation, mask files and cache.
+
+Every mask an importer lists is read once, checked (its size is its image's; every value is a
+class or the ignore index), mapped to the chosen class set, and written as a single-channel index
+PNG under ``<out>/masks/<split>/``; ``<split>.csv`` pairs it with its image (columns path,mask).
+The masks are cached like the images (nearest-neighbour resizing, ``cache/<size>/<split>.mask``).
+"""
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import DataError, did_you_mean
+from ..masks import MaskError, class_pixels
+from .render import write_mask_png
+
+IGNORE = 255  # the prepared masks' ignore index: uint8 masks hold at most 255 classes
+OTHER_CLASSES = ("background", "ignore")
+BACKGROUND = 0
+
+
+def class_mapping(names, classes=None, other_classes="background", class_sets=None):
+    """The prepared class list and a lookup table from the importer's indices to it.
+
+    classes: None (all), "foreground" (background vs everything else), the name of one of the
+        importer's class sets (e.g. "evaluated"), or a list (or comma-separated text) of class
+        names. The first class (background) is always kept.
+    other_classes: what the classes left out become: "background", or "ignore" (not trained on,
+        not scored).
+    Returns (names, lut): lut[source index] = prepared index; lut[IGNORE] = IGNORE.
+    """
+    if other_classes not in OTHER_CLASSES:
+        raise DataError(f"other_classes: '{other_classes}' is not one of {', '.join(OTHER_CLASSES)}")
+    if len(names) > IGNORE:
+        raise DataError(f"{len(names)} classes: prepared masks are uint8 and hold at most {IGNORE} classes")
+    if isinstance(classes, (list, tuple)) and len(classes) == 1:
+        classes = classes[0]  # `--classes evaluated` arrives as a list of one
+    lut = np.full(256, IGNORE, np.uint8)
+    rest = BACKGROUND if other_classes == "background" else IGNORE
+    if classes is None:
+        lut[:len(names)] = np.arange(len(names))
+        return list(names), lut
+    if classes == "foreground":
+        lut[:len(names)] = 1
+        lut[BACKGROUND] = BACKGROUND
+        return [names[BACKGROUND], "foreground"], lut
+    sets = class_sets or {}
+    if isinstance(classes, str) and classes in sets:
+        wanted = sets[classes]
+    else:
+        wanted = [c.strip() for c in classes.split(",")] if isinstance(classes, str) else [str(c) for c in classes]
+    unknown = [c for c in wanted if c not in names]
+    if unknown:
+        choices = [*names, "foreground", *sets]
+        raise DataError(f"classes: '{unknown[0]}' is not a class or class set of the dataset"
+                        f"{did_you_mean(unknown[0], choices)}; class sets: {', '.join(['foreground', *sets])}")
+    kept = [n for n in names if n in set(wanted) or n == names[BACKGROUND]]  # the dataset's order
+    lut[:len(names)] = rest
+    for new, name in enumerate(kept):
+        lut[names.index(name)] = new
+    return kept, lut
+
+
+def check_mask(index, shape, num_source_classes, ignore_index):
+    """Raise MaskError unless ``index`` has the image's [height, width] and only class values."""
+    index = np.asarray(index)
+    if index.ndim != 2:
+        raise MaskError(f"a mask has one value per pixel, not shape {index.shape}")
+    if list(index.shape) != list(shape):
+        raise MaskError(f"mask is {index.shape[1]}x{index.shape[0]} but its image is {shape[1]}x{shape[0]}")
+    bad = (index >= num_source_classes) & (index != ignore_index) | (index < 0)
+    if bad.any():
+        values = np.unique(index[bad])
+        raise MaskError(f"{int(bad.sum())} pixels have values {values[:5].tolist()} that are not class indices "
+                        f"0..{num_source_classes - 1}" + (f" (or {ignore_index}, ignored)" if ignore_index is not None else ""))
+
+
+def write_masks(splits, readers, infos, lut, imported, out, workers, progress, problems):
+    """Read, check, map and write every mask; rows whose mask fails leave ``splits`` for ``problems``.
+
+    splits: {split: [(image path, None, box)]} (in place: rows become (path, mask file, box));
+    infos: the image caches' metadata per split (source [height, width] of every row).
+    Returns {split: kept row indices} for the image caches to follow.
+    """
+    kept = {}
+    num_source = len(imported.classes)
+    for split, rows in splits.items():
+        folder = Path(out) / "masks" / split
+        folder.mkdir(parents=True, exist_ok=True)
+
+        def work(i, rows=rows, folder=folder, shapes=infos[split]["shapes"]):
+            path = rows[i][0]
+            if shapes[i] is None:  # the image itself was unreadable: already a problem
+                return None
+            index = readers[path]()
+            check_mask(index, shapes[i], num_source, imported.ignore_index)
+            index = np.where(index == imported.ignore_index, IGNORE, index).astype(np.int64)
+            target = folder / f"{i:06d}_{Path(path).stem}.png"
+            write_mask_png(target, lut[index])
+            return str(target)
+
+        def safe(i):
+            try:
+                return work(i), None
+            except MaskError as exc:
+                return None, str(exc)
+            except Exception as exc:  # an importer's reader failing on one file is that file's problem
+                return None, f"cannot read mask: {exc}"
+
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            results = list(tqdm(pool.map(safe, range(len(rows))), total=len(rows), disable=not progress,
+                                desc=f"masks {split}", unit="mask", leave=False))
+        keep = []
+        for i, (target, error) in enumerate(results):
+            if error:
+                problems.append({"path": rows[i][0], "reason": error})
+            elif target:
+                keep.append(i)
+        splits[split] = [(rows[i][0], results[i][0], rows[i][2]) for i in keep]
+        kept[split] = keep
+    return kept
+
+
+def decode_mask(data, size, box=None):
+    """Mask PNG bytes -> (size x size x 1 uint8 class indices, [height, width]): the mask cache's
+    decoder. Nearest neighbour, so no pixel gets a class that is a blend of two."""
+    index = read_index_bytes(data)
+    resized = cv2.resize(index, (size, size), interpolation=cv2.INTER_NEAREST)
+    return resized[..., None], list(index.shape)
+
+
+def read_index_bytes(data):
+    index = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if index is None or index.ndim != 2 or index.dtype != np.uint8:
+        raise MaskError("a prepared mask must be a single-channel 8-bit PNG; run fashion prepare again")
+    return index
+
+
+def pixel_report(mask_cache, names):
+    """Per class: images that show it and pixels (at the cached size) -> (images, pixels) lists."""
+    images, pixels = np.zeros(len(names), np.int64), np.zeros(len(names), np.int64)
+    for start in range(0, len(mask_cache), 256):
+        for mask in mask_cache[start:start + 256]:
+            counts = class_pixels(mask[..., 0], len(names))
+            pixels += counts
+            images += counts > 0
+    return images.tolist(), pixels.tolist()
+
+
+def class_weights(pixels):
+    """Median-frequency balancing (Eigen & Fergus): weight_c = median(freq) / freq_c over the
+    classes present; 0 for a class with no training pixel. Pass as ``loss.args.weight``."""
+    pixels = np.asarray(pixels, np.float64)
+    present = pixels > 0
+    if not present.any():
+        return [0.0] * len(pixels)
+    freq = pixels / pixels.sum()
+    weights = np.zeros_like(freq)
+    weights[present] = np.median(freq[present]) / freq[present]
+    return [round(float(w), 4) for w in weights]
+
