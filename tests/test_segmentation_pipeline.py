@@ -176,10 +176,15 @@ def test_train_eval_on_synthetic_segmentation(tmp_path):
         "output": {"dir": str(tmp_path / "runs"), "name": "seg"},
     }
     (tmp_path / "seg.yaml").write_text(yaml.safe_dump(recipe))
-    result = runner.invoke(cli, ["train", str(tmp_path / "seg.yaml"), "-q"])
+    result = runner.invoke(cli, ["train", str(tmp_path / "seg.yaml"), "-q", "--set", "train.epochs=1"])
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "seg"
-    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    # resumed like any run: the second epoch continues from the first one's checkpoint
+    result = runner.invoke(cli, ["train", str(run / "recipe.yaml"), "-q", "--resume", "--set", "train.epochs=2"])
+    assert result.exit_code == 0, result.output
+    lines = (run / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 3
+    header = lines[0].split(",")
     assert {"val_miou", "val_pixel_accuracy", "val_fg_bg_miou", "val_loss"} <= set(header)
 
     result = runner.invoke(cli, ["eval", str(run)])
