@@ -202,6 +202,29 @@ def test_train_eval_on_synthetic_segmentation(tmp_path):
                       usecols=range(1, 8), dtype=np.int64)
     assert conf.sum() == summary["num_samples"] * 64 * 64
 
+    # hflip TTA flips the second view's logits back before averaging; a shift cannot be undone
+    result = runner.invoke(cli, ["eval", str(run), "--tta", "hflip", "-o", str(tmp_path / "tta")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "tta" / "summary.json").read_text())["metrics"]["miou"] is not None
+    result = runner.invoke(cli, ["eval", str(run), "--tta", "shift=2", "-o", str(tmp_path / "shift")])
+    assert result.exit_code != 0 and "hflip" in result.output
+
+
+def test_hflip_tta_unflips_the_mask():
+    from fashioncli.segmentation.evaluate import segment_logits
+
+    class Bright(torch.nn.Module):
+        """Class 1 where the first channel is bright: the output follows the image."""
+
+        def forward(self, x):
+            return torch.stack([torch.zeros_like(x[:, 0]), 5.0 * x[:, 0] - 1.0], dim=1)
+
+    x = torch.zeros(1, 3, 4, 8)
+    x[..., :4] = 1.0  # bright left half
+    pred = segment_logits(Bright(), x, {"hflip": True}).argmax(1)[0]
+    # un-flipped, the flipped view agrees with the plain one; left flipped, it would mark the right half too
+    assert pred[:, :4].eq(1).all() and pred[:, 4:].eq(0).all()
+
 
 def test_real_imat_fashion_seg_prepare(tmp_path):
     source = shared_dataset("imat-fashion-seg")
