@@ -63,15 +63,19 @@ class CachedImages(Dataset):
         return x, self.target(i)
 
 
-class CachedMasks(CachedImages):
+class CachedMasks(Dataset):
     """Rows of the image cache with their masks (N,H,W,1 uint8), augmented together.
 
     Targets are (H, W) int64 class indices (``MASK_FILL`` where unlabelled).
     """
 
     def __init__(self, array, masks, transform=None):
-        super().__init__(array, np.zeros(len(array), np.int64), transform)
-        self.masks = masks
+        if len(array) != len(masks):
+            raise ValueError(f"{len(array)} images but {len(masks)} masks")
+        self.array, self.masks, self.transform = array, masks, transform
+
+    def __len__(self):
+        return len(self.array)
 
     def __getitem__(self, i):
         x = torch.from_numpy(np.array(self.array[i])).permute(2, 0, 1)
