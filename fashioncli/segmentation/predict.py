@@ -58,14 +58,14 @@ class MaskRows:
 
     def __init__(self, meta, out, fmt, overlay="jpg", workers=None, tta=None):
         from ..tta import enabled
-        from .render import class_colours
+        from .render import colours_of
 
         if overlay not in OVERLAY_FORMATS:
             raise DataError(f"overlay format '{overlay}': use one of {', '.join(OVERLAY_FORMATS)}")
         if enabled(tta):  # averaging flipped views' masks would need each view's output flipped back
             raise DataError("test-time augmentation (--tta) is not supported for segmentation models; drop --tta")
         self.classes = list(meta["classes"])
-        self.colours = class_colours(len(self.classes), meta.get("palette"))
+        self.colours = colours_of(meta)
         self.size = int(meta["preprocessing"]["image_size"])
         self.out, self.fmt, self.overlay = Path(out), fmt, overlay
         self.masks_dir = self.out.parent / "masks"
@@ -185,12 +185,12 @@ def _json_field(line, key):
 # -- export ------------------------------------------------------------------
 def export_metadata(meta, size):
     """The segmentation part of an exported file's metadata: classes, colours, ignore index, output."""
-    from .render import class_colours
+    from .render import colours_of
 
     classes = list(meta["classes"])
     return {
         "classes": classes,
-        "palette": class_colours(len(classes), meta.get("palette")).tolist(),
+        "palette": colours_of(meta).tolist(),
         "ignore_index": meta.get("ignore_index", 255),
         "class_sets": meta.get("class_sets") or {},
         "output": {"name": "probabilities", "dtype": "float32", "shape": ["N", len(classes), size, size],
