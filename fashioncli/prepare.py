@@ -68,7 +68,7 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
             raise DataError("classes: a multi-task source keeps every class; choose its heads instead")
         heads, samples, problems, notes = _clean_heads(imported)
     elif segmentation:
-        from .segmentation.prepare import class_mapping
+        from .segmentation.prepare import cache_masks, class_mapping, dataset_meta
 
         class_names, lut = class_mapping(imported.classes, classes, other_classes, imported.class_sets)
         samples, problems, notes, readers = _clean_masks(imported)
@@ -81,8 +81,8 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
 
     infos = _cache_splits(splits, out / "cache" / str(image_size), image_size, workers, progress, problems, has_boxes)
     if segmentation:
-        pixels = _cache_masks(splits, readers, infos, lut, imported, class_names, out, image_size, workers, progress,
-                              problems)
+        pixels = cache_masks(splits, readers, infos, lut, imported, class_names, out, image_size, workers, progress,
+                             problems)
     if "train" not in splits:
         raise DataError(f"no readable training images in '{source}' ({len(problems)} files could not be used)")
 
@@ -117,7 +117,7 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
     else:
         meta["classes"] = class_names
     if segmentation:
-        meta.update(_segmentation_meta(imported, class_names))
+        meta.update(dataset_meta(imported, class_names))
     if has_boxes:
         meta["boxes"] = True
     write_json(out / "dataset.json", meta)
@@ -338,46 +338,6 @@ def _clean_masks(imported):
             readers[path] = reader
             samples.append((path, None, normalize_split(split) if split else None, None))
     return samples, problems, [], readers
-
-
-def _cache_masks(splits, readers, infos, lut, imported, class_names, out, size, workers, progress, problems):
-    """Check and write every mask, drop the rows whose mask fails from the image caches too, and
-    cache the masks -> {split: (images per class, pixels per class)}."""
-    from .cache import cached
-    from .segmentation.prepare import decode_mask, pixel_report, write_masks
-
-    cache_dir = out / "cache" / str(size)
-    kept = write_masks(splits, readers, infos, lut, imported, out, workers, progress, problems)
-    pixels = {}
-    for split in list(splits):
-        rows = splits[split]
-        if not rows:
-            del splits[split], infos[split]
-            for suffix in (".u8", ".json"):
-                (cache_dir / f"{split}{suffix}").unlink(missing_ok=True)
-            continue
-        if len(kept[split]) < infos[split]["count"]:
-            keep_rows(cache_dir, split, kept[split], [p for p, *_ in rows])
-            infos[split] = open_cache(cache_dir, split)[1]
-        masks = cached([m for _, m, _ in rows], size, cache_dir, f"{split}.mask", workers=workers, progress=progress,
-                       decode=decode_mask, channels=1)
-        pixels[split] = pixel_report(masks, class_names)
-    return pixels
-
-
-def _segmentation_meta(imported, class_names):
-    """dataset.json's segmentation keys: palette (one colour per prepared class), ignore index,
-    and the importer's class sets restricted to the prepared classes."""
-    from .segmentation.prepare import IGNORE
-
-    meta = {"ignore_index": IGNORE}
-    if imported.palette is not None:
-        colours = dict(zip(imported.classes, imported.palette))
-        meta["palette"] = [list(map(int, colours[c])) if c in colours else None for c in class_names]
-    sets = {name: [c for c in members if c in class_names] for name, members in (imported.class_sets or {}).items()}
-    # A set of every class (evaluated_classes_all.txt) would only repeat the overall mIoU.
-    meta["class_sets"] = {name: members for name, members in sets.items() if 1 < len(members) < len(class_names)}
-    return meta
 
 
 def _finish_heads(declared, rows, notes):

@@ -13,7 +13,6 @@ from PIL import Image
 from fashioncli import plugins
 from fashioncli.checkpoint import save_checkpoint
 from fashioncli.cli import cli
-from fashioncli.export import export
 from fashioncli.images import read_resized
 from fashioncli.preprocess import normalize
 from fashioncli.segmentation.predict import class_areas, mask_agreement, resize_mask

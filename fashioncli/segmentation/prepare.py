@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..cache import cached, keep_rows, open_cache
 from ..errors import DataError, did_you_mean
 from ..masks import MaskError, class_pixels
 from .render import write_mask_png
@@ -121,6 +122,42 @@ def write_masks(splits, readers, infos, lut, imported, out, workers, progress, p
         splits[split] = [(rows[i][0], results[i][0], rows[i][2]) for i in keep]
         kept[split] = keep
     return kept
+
+
+def cache_masks(splits, readers, infos, lut, imported, class_names, out, size, workers, progress, problems):
+    """prepare's segmentation step, after the images are cached: check and write every mask, drop
+    the rows whose mask fails from the image caches too, and cache the masks -> {split: (images
+    per class, pixels per class)}."""
+    cache_dir = out / "cache" / str(size)
+    kept = write_masks(splits, readers, infos, lut, imported, out, workers, progress, problems)
+    pixels = {}
+    for split in list(splits):
+        rows = splits[split]
+        if not rows:
+            del splits[split], infos[split]
+            for suffix in (".u8", ".json"):
+                (cache_dir / f"{split}{suffix}").unlink(missing_ok=True)
+            continue
+        if len(kept[split]) < infos[split]["count"]:
+            keep_rows(cache_dir, split, kept[split], [p for p, *_ in rows])
+            infos[split] = open_cache(cache_dir, split)[1]
+        masks = cached([m for _, m, _ in rows], size, cache_dir, f"{split}.mask", workers=workers, progress=progress,
+                       decode=decode_mask, channels=1)
+        pixels[split] = pixel_report(masks, class_names)
+    return pixels
+
+
+def dataset_meta(imported, class_names):
+    """dataset.json's segmentation keys: palette (one colour per prepared class), ignore index,
+    and the importer's class sets restricted to the prepared classes."""
+    meta = {"ignore_index": IGNORE}
+    if imported.palette is not None:
+        colours = dict(zip(imported.classes, imported.palette))
+        meta["palette"] = [list(map(int, colours[c])) if c in colours else None for c in class_names]
+    sets = {name: [c for c in members if c in class_names] for name, members in (imported.class_sets or {}).items()}
+    # A set of every class (evaluated_classes_all.txt) would only repeat the overall mIoU.
+    meta["class_sets"] = {name: members for name, members in sets.items() if 1 < len(members) < len(class_names)}
+    return meta
 
 
 def decode_mask(data, size, box=None):
