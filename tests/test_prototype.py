@@ -131,6 +131,89 @@ def test_unet_levels_and_odd_sizes(levels, size, decoded):
     check_outputs(model, torch.randn(2, 3, size, size + 1), 5, 1, 6)
 
 
+@pytest.mark.parametrize("pool,width", [("decoder", 4), ("bottleneck", 16), ("both", 20)])
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_unet_norm_and_pool_options(norm, pool, width):
+    torch.manual_seed(0)
+    features = UNetFeatures(levels=2, base_channels=4, norm=norm, pool=pool)  # channels 4, 8, 16
+    assert features.num_features == width
+    bns = [m for m in features.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    convs = [m for m in features.modules() if type(m) is torch.nn.Conv2d]
+    assert len(convs) == 2 * (3 if pool == "bottleneck" else 5)  # no expansive path when only the bottom is pooled
+    assert len(bns) == (len(convs) if norm == "batch" else 0)
+    assert all((c.bias is None) == (norm == "batch") for c in convs)  # BatchNorm's shift replaces the bias
+    assert (len(features.upconv), len(features.up)) == ((0, 0) if pool == "bottleneck" else (2, 2))
+    x = torch.randn(3, 3, 16, 20)
+    f = features(x)
+    assert f.shape == (3, width)
+    f.pow(2).sum().backward()  # every parameter is used, so every one gets a gradient
+    for name, p in features.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    model = unet_prototype(4, levels=2, base_channels=4, embedding_dim=6, norm=norm, pool=pool)
+    assert model.embed.in_features == width
+    o = check_outputs(model, x, 4, 1, 6)
+    if norm == "batch":  # eval mode uses the running statistics: an image's output does not depend on its batch
+        with torch.no_grad():
+            assert torch.allclose(model(x[:1])["embedding"], o["embedding"][:1], atol=1e-5)
+
+
+def test_unet_pool_both_concatenates_bottleneck_and_decoder():
+    torch.manual_seed(0)
+    both = UNetFeatures(levels=2, base_channels=4, norm="batch", pool="both").eval()
+    bottom = UNetFeatures(levels=2, base_channels=4, norm="batch", pool="bottleneck").eval()
+    decoder = UNetFeatures(levels=2, base_channels=4, norm="batch", pool="decoder").eval()
+    bottom.load_state_dict(both.state_dict(), strict=False)  # the contracting path is shared
+    decoder.load_state_dict(both.state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(both(x), torch.cat([bottom(x), decoder(x)], dim=1))
+
+
+def test_unet_defaults_are_the_report():
+    features = UNetFeatures()
+    assert (features.norm, features.pool, features.num_features) == ("none", "decoder", 16)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in features.modules())
+
+
+def test_unet_bad_norm_or_pool_is_a_clear_error():
+    with pytest.raises(ValueError, match="norm must be one of none, batch"):
+        UNetFeatures(norm="layer")
+    with pytest.raises(ValueError, match="pool must be one of decoder, bottleneck, both"):
+        unet_prototype(3, pool="max")
+
+
+@pytest.mark.parametrize("pool", ["decoder", "both"])
+def test_unet_with_batchnorm_exports_to_torchscript_and_onnx(tmp_path, pool):
+    torch.manual_seed(0)
+    model = unet_prototype(3, levels=2, base_channels=4, embedding_dim=5, norm="batch", pool=pool)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):  # move the running statistics away from their initial values
+            model(torch.randn(4, 3, 16, 16) * 2 + 1)
+    model.eval()
+
+    class Distances(torch.nn.Module):  # the exporters take a module with one tensor output or a tuple
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, t):
+            return self.model(t)["distances"]
+
+    module = Distances().eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)["distances"]
+        traced = torch.jit.trace(module, torch.randn(2, 3, 32, 32), check_trace=False)
+        assert torch.allclose(traced(x), want, rtol=1e-4, atol=1e-5)
+    onnxruntime = pytest.importorskip("onnxruntime")
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(module, (torch.randn(2, 3, 32, 32),), str(path), dynamo=True, verbose=False,
+                      input_names=["t"], dynamic_shapes=({0: torch.export.Dim("batch")},))
+    got = onnxruntime.InferenceSession(str(path)).run(None, {"t": x.numpy()})[0]
+    assert torch.allclose(torch.from_numpy(got), want, rtol=1e-4, atol=1e-5)
+
+
 def test_center_crop_takes_the_middle():
     skip = torch.arange(25.0).view(1, 1, 5, 5)
     assert torch.equal(_center_crop(skip, torch.zeros(1, 1, 3, 3))[0, 0], skip[0, 0, 1:4, 1:4])

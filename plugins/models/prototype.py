@@ -72,13 +72,24 @@ class PrototypeNet(nn.Module):
         return {"logits": logits, "distances": distances, "embedding": embedding}
 
 
-def _double_conv(cin, cout):
+NORMS = ("none", "batch")
+POOLS = ("decoder", "bottleneck", "both")
+
+
+def _double_conv(cin, cout, norm="none"):
     # The report (and U-Net): two 3x3 convolutions, each followed by ReLU; no BatchNorm is mentioned.
     # padding=1 keeps the size, so skip crops are no-ops at power-of-two sizes (U-Net used unpadded).
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True),
-    )
+    # norm="batch" puts BatchNorm between each convolution and its ReLU (the common modern U-Net): it
+    # lets the from-scratch stack train at a usable speed on CPU budgets (recipes/prototype_unet_clothing-small.yaml).
+    # The convolution's bias is then redundant (BatchNorm's shift replaces it). In eval mode BatchNorm
+    # uses its running statistics, so exports (ONNX, TorchScript) see a fixed affine layer.
+    layers = []
+    for i, o in ((cin, cout), (cout, cout)):
+        layers.append(nn.Conv2d(i, o, 3, padding=1, bias=norm == "none"))
+        if norm == "batch":
+            layers.append(nn.BatchNorm2d(o))
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
 
 
 def _center_crop(skip, like):
@@ -90,29 +101,47 @@ def _center_crop(skip, like):
 
 
 class UNetFeatures(nn.Module):
-    """U-Net contracting + expansive paths, then global average pooling -> (N, base_channels).
+    """U-Net contracting + expansive paths, then global average pooling -> (N, num_features).
 
     ``levels`` is the number of 2x2 max-pools (and of 2x2 up-convolutions): levels=4 is the original
     U-Net shape, with channels base, 2*base, ..., 16*base at the bottom.
+
+    ``norm``: "none" (the report) or "batch" (BatchNorm after every 3x3 convolution).
+    ``pool``: which feature map is globally averaged into the image's features:
+      "decoder"    the last decoder layer, full resolution, base_channels wide (the default, as before);
+      "bottleneck" the bottom of the contracting path, 2**levels * base_channels wide, with the largest
+                   receptive field; the expansive path would be unused, so it is not built (this is
+                   then a plain VGG-style encoder);
+      "both"       the two concatenated: the bottleneck's global, class-level features and the
+                   decoder's local detail. The decoder alone leaves the embedding only base_channels
+                   averages of full-resolution maps; at CPU size it learned far more slowly
+                   (recipes/prototype_unet_clothing-small.yaml).
     """
 
-    def __init__(self, in_chans=3, levels=4, base_channels=16):
+    def __init__(self, in_chans=3, levels=4, base_channels=16, norm="none", pool="decoder"):
         super().__init__()
         if levels < 1 or base_channels < 1:
             raise ValueError("levels and base_channels must be >= 1")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
         chans = [base_channels * 2 ** i for i in range(levels + 1)]
-        self.levels = levels
-        self.down = nn.ModuleList([_double_conv(in_chans, chans[0])])
-        self.down.extend(_double_conv(chans[i], chans[i + 1]) for i in range(levels))
-        self.upconv = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(levels)))
-        self.up = nn.ModuleList(_double_conv(2 * chans[i], chans[i]) for i in reversed(range(levels)))
-        self.num_features = chans[0]
+        self.levels, self.norm, self.pool = levels, norm, pool
+        self.down = nn.ModuleList([_double_conv(in_chans, chans[0], norm)])
+        self.down.extend(_double_conv(chans[i], chans[i + 1], norm) for i in range(levels))
+        decode = pool != "bottleneck"
+        up_levels = list(reversed(range(levels))) if decode else []
+        self.upconv = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in up_levels)
+        self.up = nn.ModuleList(_double_conv(2 * chans[i], chans[i], norm) for i in up_levels)
+        self.num_features = {"decoder": chans[0], "bottleneck": chans[-1], "both": chans[-1] + chans[0]}[pool]
         for m in self.modules():
             # U-Net's initialisation: Gaussian with std sqrt(2 / fan_in) (He et al.), for a deep
-            # ReLU stack without normalisation layers.
+            # ReLU stack without normalisation layers. BatchNorm keeps its own (scale 1, shift 0).
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x):
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling()) and min(x.shape[-2:]) < 2 ** self.levels:
@@ -122,16 +151,25 @@ class UNetFeatures(nn.Module):
         for block in self.down[1:]:
             skips.append(x)
             x = block(F.max_pool2d(x, 2))  # floor: an odd size loses its last row/column here
+        bottom = x.mean(dim=(2, 3))
+        if self.pool == "bottleneck":
+            return bottom
         for upconv, block, skip in zip(self.upconv, self.up, reversed(skips)):
             x = upconv(x)
             x = block(torch.cat([_center_crop(skip, x), x], dim=1))
-        return x.mean(dim=(2, 3))
+        decoded = x.mean(dim=(2, 3))
+        return decoded if self.pool == "decoder" else torch.cat([bottom, decoded], dim=1)
 
 
-def unet_prototype(num_classes, levels=4, base_channels=16, embedding_dim=64, prototypes_per_class=1, gamma=1.0):
-    """U-Net feature extractor + prototype head (report 000); outputs logits, distances, embedding."""
-    model = PrototypeNet(UNetFeatures(3, levels, base_channels), base_channels, num_classes,
-                         embedding_dim, prototypes_per_class, gamma)
+def unet_prototype(num_classes, levels=4, base_channels=16, embedding_dim=64, prototypes_per_class=1, gamma=1.0,
+                   norm="none", pool="decoder"):
+    """U-Net feature extractor + prototype head (report 000); outputs logits, distances, embedding.
+
+    ``norm`` ("none" | "batch") and ``pool`` ("decoder" | "bottleneck" | "both"): see UNetFeatures; the
+    defaults are the report as written.
+    """
+    features = UNetFeatures(3, levels, base_channels, norm=norm, pool=pool)
+    model = PrototypeNet(features, features.num_features, num_classes, embedding_dim, prototypes_per_class, gamma)
     # Trained from scratch, so no ImageNet statistics to match: 0.5/0.5 maps pixels to [-1, 1].
     model.fashion_preprocessing = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
     return model
