@@ -115,14 +115,15 @@ def main():
         files = common.predict_files(src, args.predict_images)
         common.warm_page_cache(files)
         ceiling = forward_only(run_dir, files, args)
-        predict(run_dir, files[:64], work / "warm.csv", batch_size=args.batch_size, num_workers=args.workers)
+        predict(run_dir, files[:64], work / "warm.csv", batch_size=args.batch_size, num_workers=args.decode_workers)
         pred = predict(run_dir, files, work / "preds.csv", batch_size=args.batch_size,
-                       num_workers=args.workers)["images_per_second"]
+                       num_workers=args.decode_workers)["images_per_second"]
 
     print()
     print(common.machine())
     print(common.command())
-    print(f"model {args.backbone} @ {args.image_size}px, batch {args.batch_size}, workers {args.workers}, "
+    print(f"model {args.backbone} @ {args.image_size}px, batch {args.batch_size}, loader workers {args.workers}, "
+          f"predict decoding threads {args.decode_workers or 'default'}, "
           f"{n_train} training images (second epoch timed), {len(files)} predict images, data {args.data}"
           + (f", run kept in {run_dir}" if args.workdir else "") + "\n")
     print(common.table("Training img/s: `fashion train` vs torchvision ImageFolder + timm loop (target >= 1.5x)",

@@ -28,7 +28,9 @@ def parser(doc):
     p.add_argument("--predict-images", type=int, default=2000,
                    help="images of --data for the predict throughput measures (default: %(default)s)")
     p.add_argument("--workers", type=int, default=max(0, (os.cpu_count() or 1) - 1),
-                   help="loader workers for training and decoding workers for predict (default: %(default)s)")
+                   help="loader workers for training (default: %(default)s)")
+    p.add_argument("--decode-workers", type=int,
+                   help="decoding threads for predict (default: fashion predict's own choice, see its --workers)")
     p.add_argument("--workdir", help="a new (or empty) folder to keep the prepared subset, the trained run and the "
                                      "outputs in (default: a temporary folder, removed at the end)")
     return p

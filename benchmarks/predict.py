@@ -16,7 +16,6 @@ Prints a markdown table per measure:
 Without --model, the model is trained first exactly as classification.py trains it (about 1 minute).
 """
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -57,12 +56,12 @@ def engines(model, onnx, files, args, work):
         torch.set_num_threads(threads or default)  # a checkpoint engine's setting outlives its run
         runs = {"onnx": [], "checkpoint": []}
         for path in (model, onnx):  # warm-up: first-run costs of the process (allocator, kernels)
-            predict(path, files[:64], work / "warm.csv", batch_size=args.batch_size, num_workers=args.workers,
+            predict(path, files[:64], work / "warm.csv", batch_size=args.batch_size, num_workers=args.decode_workers,
                     threads=threads or None)
         for _ in range(args.repeats):  # interleaved, so that a noisy moment hits both engines
             for name, path in (("checkpoint", model), ("onnx", onnx)):
                 summary = predict(path, files, work / f"{name}.csv", batch_size=args.batch_size,
-                                  num_workers=args.workers, threads=threads or None)
+                                  num_workers=args.decode_workers, threads=threads or None)
                 runs[name].append(summary["images_per_second"])
         setting = str(threads) if threads else f"0: torch {default}, onnxruntime its default (physical cores)"
         ort, pt = statistics.median(runs["onnx"]), statistics.median(runs["checkpoint"])
@@ -80,7 +79,8 @@ def memory(model, onnx, args, work):
     common.warm_page_cache(files)
     first = work / f"first-{args.memory_first}.txt"
     first.write_text("".join(f"{f}\n" for f in files[:args.memory_first]), encoding="utf-8")
-    options = ["--batch-size", str(args.batch_size), "--workers", str(args.workers)]
+    options = ["--batch-size", str(args.batch_size)]
+    options += ["--workers", str(args.decode_workers)] if args.decode_workers else []
     options += ["--threads", str(args.threads[0])] if args.threads[0] else []
     rows, commands = [], []
     for engine in args.memory_engines:
@@ -190,7 +190,8 @@ def main():
     print(common.machine(f", onnxruntime {onnxruntime.__version__}"))
     print(common.command())
     trained = "" if args.model else f" ({args.backbone} @ {args.image_size}px, trained on {args.limit} images)"
-    print(f"model {model}{trained}, batch {args.batch_size}, workers {args.workers}, data {args.data}, "
+    print(f"model {model}{trained}, batch {args.batch_size}, decoding threads {args.decode_workers or 'default'}, "
+          f"data {args.data}, "
           f"memory data {args.memory_data}\n")
     print("\n".join(tables))
 

@@ -169,8 +169,11 @@ def eval_cmd(checkpoint, data, split, out, batch_size, topk, device, tta):
 @click.option("--topk", default=5, show_default=True)
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--resume", is_flag=True, help="Skip images already in --out.")
-@click.option("--workers", type=int, help="Decoding workers (default: cores - 1).")
-@click.option("--threads", type=int, help="onnxruntime intra-op threads.")
+@click.option("--workers", type=click.IntRange(min=0), metavar="N",
+              help="Decoding threads (0: one, decoding in turn with the model). Default: on a GPU every core, "
+                   "decoding ahead; on the CPU the cores the model leaves free, else the model's between batches.")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="The model's intra-op threads on the CPU (torch or onnxruntime).  [default: one per core]")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--tta", help="Test-time augmentation: none, hflip, shift=PIXELS or hflip,shift=4 (default: the recipe's eval.tta).")
 @click.option("--hierarchy/--no-hierarchy", default=True, show_default=True,

@@ -44,6 +44,7 @@ class Engine:
     """A model for inference: ``meta`` (classes or heads, preprocessing) and ``run`` on uint8 NCHW batches."""
 
     kind = ""
+    cpu_threads = None  # the model's intra-op threads when it runs on the CPU; None on a GPU
 
     def __init__(self, meta, source):
         self.meta, self.source = meta, str(source)
@@ -77,18 +78,37 @@ class Engine:
             return {k: np.mean([v[k] for v in views], axis=0) for k in views[0]}
         return np.mean(views, axis=0)
 
+    def decode_plan(self, num_workers=None):
+        """-> (decoding threads, batches decoded ahead of the one the model is running).
+
+        On a GPU, decoding runs ahead on every core. On the CPU the model's intra-op threads
+        and the decoders share the cores: decoding runs ahead only on cores the model leaves
+        free; otherwise each batch is decoded on the model's threads' cores, then run, never
+        both at once. An OpenMP pool that loses a core to another thread stalls at every
+        barrier (on 2 cores, training fell from 44 to 2 img/s), which costs far more than the
+        few ms a batch takes to decode (BENCHMARKS.md).
+        """
+        cores = os.cpu_count() or 1
+        if num_workers == 0:  # one thread, each batch decoded in turn with the model
+            return 1, 0
+        if self.cpu_threads is None:
+            return (cores if num_workers is None else num_workers), 2
+        spare = cores - self.cpu_threads
+        workers = (spare if spare > 0 else self.cpu_threads) if num_workers is None else num_workers
+        return workers, (2 if workers <= spare else 0)
+
     def batches(self, paths, batch_size, num_workers=None):
         """Decode ``paths`` (an iterator) -> (paths, uint8 N x 3 x S x S, errors) per batch.
 
-        A thread pool decodes the next batches while the caller runs the current one:
-        OpenCV releases the GIL, so threads overlap decoding with inference.
+        A thread pool decodes each batch (OpenCV releases the GIL, so threads decode in
+        parallel) and, where ``decode_plan`` allows, the next ones while the caller runs it.
         """
-        workers = max(1, os.cpu_count() or 1) if num_workers is None else max(1, num_workers)
+        workers, lookahead = self.decode_plan(num_workers)
         with ThreadPoolExecutor(workers) as pool:
             pending = deque()
             for chunk in _chunks(paths, batch_size):
                 pending.append((chunk, [pool.submit(decode, p, self.image_size) for p in chunk]))
-                if len(pending) > 2:
+                if len(pending) > lookahead:
                     yield _collect(*pending.popleft())
             while pending:
                 yield _collect(*pending.popleft())
@@ -112,6 +132,8 @@ class OnnxEngine(Engine):
         meta = _parse_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
         super().__init__(meta, path)
         self.input_name = self.session.get_inputs()[0].name
+        if self.session.get_providers()[0] == "CPUExecutionProvider":  # its default: one per core
+            self.cpu_threads = int(threads) if threads else os.cpu_count() or 1
 
     def run(self, images):
         return self.outputs(self.session.run(None, {self.input_name: np.ascontiguousarray(images, dtype=np.uint8)}))
@@ -144,17 +166,19 @@ def _parse_metadata(text, path):
 
 
 class _TorchEngine(Engine):
-    """Shared by the torch engines: decoding in DataLoader workers via data.FileImages."""
+    """Shared by the torch engines: the device, torch's intra-op threads, batches in and out."""
 
-    @staticmethod
-    def _device(device, threads):
+    def _device(self, device, threads):
         import torch
 
         from .data import resolve_device
 
         if threads:
             torch.set_num_threads(int(threads))
-        return resolve_device(device)
+        device = resolve_device(device)
+        if device.type == "cpu":
+            self.cpu_threads = torch.get_num_threads()
+        return device
 
     def _forward(self, x):
         raise NotImplementedError
@@ -168,15 +192,6 @@ class _TorchEngine(Engine):
             out = [out] if torch.is_tensor(out) else list(out)  # several outputs come as a tuple
             return self.outputs([o.float().cpu().numpy() for o in out])
 
-    def batches(self, paths, batch_size, num_workers=None, chunk=4096):
-        from .data import FileImages, make_loader
-
-        # FileImages is map-style: feed it the stream a chunk at a time so memory stays flat.
-        for part in _chunks(paths, max(chunk, batch_size)):
-            loader = make_loader(FileImages(part, self.image_size), batch_size, num_workers=num_workers)
-            for images, _, index, errors in loader:
-                yield [part[i] for i in index.tolist()], images, list(errors)
-
 
 class CheckpointEngine(_TorchEngine):
     """A training checkpoint (.pt or run dir): softmax(model(normalize(x))), as evaluation does."""
@@ -184,6 +199,8 @@ class CheckpointEngine(_TorchEngine):
     kind = "checkpoint"
 
     def __init__(self, path, device="auto", threads=None):
+        import torch
+
         from .checkpoint import load_model, resolve_path
 
         path = resolve_path(path)
@@ -191,9 +208,15 @@ class CheckpointEngine(_TorchEngine):
         self.model, meta = load_model(path, self.device)
         super().__init__(meta, path)
         self.mean, self.std = meta["preprocessing"]["mean"], meta["preprocessing"]["std"]
+        # The layout the model trained in (train.channels_last): on CPU too, oneDNN's convolutions
+        # run a channels_last batch about 1.5x faster than an NCHW one (BENCHMARKS.md).
+        train = (meta.get("recipe") or {}).get("train") or {}
+        self.memory_format = torch.channels_last if train.get("channels_last", True) else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
 
     def _forward(self, x):
-        return probabilities(self.model(normalize(x, self.mean, self.std)), self.heads)
+        x = normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
+        return probabilities(self.model(x), self.heads)
 
 
 class TorchScriptEngine(_TorchEngine):
