@@ -13,7 +13,10 @@ TINY_ARGS = {
     "timm": {"backbone": "efficientnet_lite0", "num_classes": 3},
     "timm_prototype": {"backbone": "efficientnet_lite0", "num_classes": 3},
     "multihead": {"backbone": "efficientnet_lite0", "heads": {"a": {"outputs": 3}}},
+    "unet": {"encoder": "test_efficientnet", "num_classes": 3},
+    "deeplabv3plus": {"encoder": "test_efficientnet", "num_classes": 3},
 }
+SEGMENTATION = {"unet", "deeplabv3plus"}  # a class score per pixel
 
 
 def test_forward_every_registered_model_tiny():
@@ -22,7 +25,7 @@ def test_forward_every_registered_model_tiny():
         with torch.no_grad():
             out = model(torch.randn(2, 3, 64, 64))
         logits = (out.get("logits", out.get("a")) if isinstance(out, dict) else out)
-        assert logits.shape == (2, 3), entry.name
+        assert logits.shape == ((2, 3, 64, 64) if entry.name in SEGMENTATION else (2, 3)), entry.name
 
 
 def test_offline_package_weights_are_loaded():
