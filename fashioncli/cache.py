@@ -20,7 +20,7 @@ from tqdm import tqdm
 from .errors import DataError
 from .images import ImageError, decode_resized, format_box, read_file
 
-CACHE_VERSION = 2  # 2: large JPEGs decoded at a reduced libjpeg scale (images.decode_resized)
+CACHE_VERSION = 3  # 2: large JPEGs at a reduced libjpeg scale (images.decode_resized); 3: masks at pixel centres
 
 
 def paths_key(paths, boxes=None):

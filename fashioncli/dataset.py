@@ -9,7 +9,8 @@
                                 "ignore_index", "palette"? and "class_sets" (segmentation/prepare.py)
     <dir>/<split>.csv           header path,label (absolute path, class name), or
                                 path,<head>,... (one text cell per head, '' = missing);
-                                or path,mask (segmentation: a prepared index PNG under masks/); a last column box ("x1 y1 x2 y2" source pixels, '' = whole image)
+                                or path,mask (segmentation: a prepared index PNG under masks/);
+                                a last column box ("x1 y1 x2 y2" source pixels, '' = whole image)
                                 when dataset.json says "boxes": the cache holds that crop, and
                                 the same path may then appear once per box
     <dir>/report.json|.md       counts, image sizes, duplicates, dropped files

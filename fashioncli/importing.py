@@ -237,5 +237,5 @@ def drop_copies(listed, problems):
                                                           f"left out of {split} so {other[1]} stays whole"})
             continue
         kept.append((path, split, folder))
-    order = {s: i for i, s in enumerate(("train", "val", "test"))}
+    order = {s: i for i, s in enumerate(SPLITS)}
     return sorted(kept, key=lambda t: (order[t[1]], str(t[0])))

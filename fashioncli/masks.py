@@ -117,7 +117,11 @@ def read_index_mask(path):
     as RGB) gives one of them. Anything else is a colour mask, which needs a palette.
     """
     path = Path(path)
-    data = _read_bytes(path)
+    return index_from_bytes(_read_bytes(path), path)
+
+
+def index_from_bytes(data, path):
+    """``read_index_mask`` of a file's bytes (``path`` names it in errors)."""
     raw = _decode(data, path)
     if _png_colour_type(data) == 3:
         return _palette_png_indices(raw, data, path)
@@ -217,6 +221,18 @@ def mask_for(image_path, colours=None, index_dir=INDEX_DIR, colour_dir=COLOUR_DI
         raise MaskError(f"'{path}' is a colour mask; reading it needs the palette ({PALETTE_FILE})")
     index, unknown = read_colour_mask(path, colours)
     return Mask(index, path, "colour", unknown)
+
+
+def resize_mask(index, height, width):
+    """(H, W) class indices -> (height, width), nearest neighbour at pixel centres.
+
+    Every mask resize (the training cache, eval's grid, predict's full-size masks) goes through
+    here, so masks stay aligned with their images. INTER_NEAREST_EXACT samples each output pixel's
+    centre (as PIL does); plain INTER_NEAREST is shifted by half an output pixel.
+    """
+    if index.shape[:2] == (height, width):
+        return index
+    return cv2.resize(index, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
 def class_pixels(index, num_classes):

@@ -103,7 +103,7 @@ def test_prepare_checks_every_mask_and_drops_copies(mask_source, tmp_path):
         np.testing.assert_array_equal(read_index_mask(row["mask"]), mask_of(i))
     masks, images = data.mask_cache("train", 32), data.cache("train", 32)
     assert masks.shape == (8, 32, 32, 1) and images.shape == (8, 32, 32, 3)
-    want = cv2.resize(mask_of(0), (32, 32), interpolation=cv2.INTER_NEAREST)
+    want = cv2.resize(mask_of(0), (32, 32), interpolation=cv2.INTER_NEAREST_EXACT)  # pixel centres
     np.testing.assert_array_equal(masks[0][..., 0], want)
     # pixel frequencies and median-frequency weights come from train
     pixels = report["pixels"]["train"]

@@ -5,7 +5,6 @@ model's input size: logits are resized bilinearly to the mask before the argmax,
 model's masks would be. Class sets (the dataset's, e.g. the 17 evaluated classes, plus
 foreground/background) are exact merges of the one matrix (metrics.py).
 """
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,6 +12,7 @@ from torch.utils.data import Dataset
 
 from ..data import make_loader
 from ..errors import DataError
+from ..masks import read_index_mask, resize_mask
 from ..io import write_json
 from ..preprocess import normalize
 from .metrics import confusion, segmentation_report
@@ -55,7 +55,6 @@ def evaluate_segmentation(model, meta, root, split, out, batch_size, device, num
     per_class.csv, confusion_matrix.csv and grid.png into ``out``; returns the summary."""
     from ..dataset import PreparedDataset
     from ..evaluate import _write_csv
-    from ..masks import read_index_mask
 
     if not (root / "dataset.json").is_file():
         raise DataError(f"'{root}' is not a prepared dataset; segmentation eval needs masks: "
@@ -79,12 +78,13 @@ def evaluate_segmentation(model, meta, root, split, out, batch_size, device, num
         for x, index in loader:
             logits = segment_logits(model, normalize(x.to(device), pre["mean"], pre["std"]), tta)
             for j, i in enumerate(index.tolist()):
-                truth = torch.from_numpy(read_index_mask(rows[i]["mask"]).astype(np.int64))
+                mask = read_index_mask(rows[i]["mask"])
+                truth = torch.from_numpy(mask.astype(np.int64))
                 full = F.interpolate(logits[j:j + 1], size=truth.shape, mode="bilinear", align_corners=False)
                 pred = full.argmax(1)[0].cpu()
                 conf += confusion(pred, truth, len(classes), ignore)
                 if i in picks:
-                    samples.append((np.array(images[i]), _resized(truth.numpy(), size), logits[j].argmax(0).cpu().numpy()))
+                    samples.append((np.array(images[i]), resize_mask(mask, size, size), logits[j].argmax(0).cpu().numpy()))
     report = segmentation_report(conf, classes, class_sets_of(meta, (meta.get("recipe") or {}).get("eval", {}).get("class_sets")))
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "per_class.csv", ["class", "iou", "precision", "recall", "pixels", "predicted"],
@@ -105,6 +105,3 @@ def evaluate_segmentation(model, meta, root, split, out, batch_size, device, num
     write_json(out / "summary.json", summary)
     return summary
 
-
-def _resized(mask, size):
-    return cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)

@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import DataError
 from ..images import ImageError, decode_resized, read_file, read_image
 from ..io import ENCODING, atomic_path
+from ..masks import resize_mask
 
 # render.py (matplotlib) is imported where it is used: export needs only the metadata helpers here.
 
@@ -131,14 +132,6 @@ class MaskRows:
         areas = [] if row["error"] else [row["areas"].get(c, 0) for c in self.classes]
         return [cell(row["path"]), cell(row["mask"]), cell(row["overlay"]), cell(row["height"]), cell(row["width"]),
                 *(areas or [""] * len(self.classes)), cell(row["error"])]
-
-
-def resize_mask(mask, height, width):
-    """(S, S) class indices -> (height, width), nearest-neighbour. INTER_NEAREST_EXACT samples each
-    output pixel's centre (as PIL does); plain INTER_NEAREST is shifted by half an output pixel."""
-    if mask.shape == (height, width):
-        return mask
-    return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
 def class_areas(mask, classes):

@@ -8,13 +8,12 @@ The masks are cached like the images (nearest-neighbour resizing, ``cache/<size>
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from ..cache import cached, keep_rows, open_cache
 from ..errors import DataError, did_you_mean
-from ..masks import MaskError, class_pixels
+from ..masks import MaskError, class_pixels, index_from_bytes, resize_mask
 from .render import write_mask_png
 
 IGNORE = 255  # the prepared masks' ignore index: uint8 masks hold at most 255 classes
@@ -163,16 +162,10 @@ def dataset_meta(imported, class_names):
 def decode_mask(data, size, box=None):
     """Mask PNG bytes -> (size x size x 1 uint8 class indices, [height, width]): the mask cache's
     decoder. Nearest neighbour, so no pixel gets a class that is a blend of two."""
-    index = read_index_bytes(data)
-    resized = cv2.resize(index, (size, size), interpolation=cv2.INTER_NEAREST)
-    return resized[..., None], list(index.shape)
-
-
-def read_index_bytes(data):
-    index = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if index is None or index.ndim != 2 or index.dtype != np.uint8:
-        raise MaskError("a prepared mask must be a single-channel 8-bit PNG; run fashion prepare again")
-    return index
+    index = index_from_bytes(data, "prepared mask")
+    if index.dtype != np.uint8:
+        raise MaskError("a prepared mask must be an 8-bit PNG; run fashion prepare again")
+    return resize_mask(index, size, size)[..., None], list(index.shape)
 
 
 def pixel_report(mask_cache, names):
