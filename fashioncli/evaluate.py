@@ -36,7 +36,7 @@ def _infer(model, loader, device, mean, std, memory_format=torch.contiguous_form
     Outputs are what the model returns (logits, or {name: logits}) in float32; ``tta`` (see
     tta.py) averages them over flipped and shifted copies of each batch.
     """
-    from .tta import augmented_views, enabled
+    from .tta import augmented_views, enabled, unflip
 
     was_training = model.training
     model.eval()
@@ -47,8 +47,7 @@ def _infer(model, loader, device, mean, std, memory_format=torch.contiguous_form
                 x = normalize(x, mean, std).contiguous(memory_format=memory_format)
                 with autocast() if autocast else nullcontext():
                     if enabled(tta):
-                        views = [_float(model(v)) for v in augmented_views(x, tta)]
-                        out = _mean(views)
+                        out = _mean(unflip([_float(model(v)) for v in augmented_views(x, tta)], tta))
                     else:
                         out = _float(model(x))
                 yield out, batch

@@ -69,11 +69,11 @@ class Engine:
 
     def run_tta(self, images, tta):
         """``run`` averaged over the test-time views of ``images`` (tta.py), in probability space."""
-        from .tta import augmented_views, enabled
+        from .tta import augmented_views, enabled, unflip
 
         if not enabled(tta):
             return self.run(images)
-        views = [self.run(v) for v in augmented_views(np.asarray(images), tta)]
+        views = unflip([self.run(v) for v in augmented_views(np.asarray(images), tta)], tta)
         if isinstance(views[0], dict):
             return {k: np.mean([v[k] for v in views], axis=0) for k in views[0]}
         return np.mean(views, axis=0)
@@ -554,12 +554,14 @@ def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, n
     inputs = check_inputs(inputs)
     engine = open_engine(model, device=device, threads=threads)
     segmentation = engine.meta.get("task") == "segmentation"
-    if tta is None and not segmentation:
+    if tta is None:
         tta = ((engine.meta.get("recipe") or {}).get("eval") or {}).get("tta")
     if segmentation:  # masks, overlays and class areas: segmentation/predict.py
         from .segmentation.predict import MaskRows
+        from .tta import check_per_pixel
 
-        layout, k = MaskRows(engine.meta, out, fmt, overlay, num_workers, tta), None
+        layout, k = MaskRows(engine.meta, out, fmt, overlay, num_workers), None
+        check_per_pixel(tta)  # before any row is written
     elif engine.heads is not None:
         layout, k = PerHead(engine.heads, engine.meta.get("thresholds"), hierarchy), None
     else:

@@ -4,6 +4,10 @@ Report 004 flips and translates its test images and averages the predictions. ``
 recipe's ``eval.tta``: {"hflip": bool, "shift": pixels}. A shift of s adds four copies moved by s
 pixels left, right, up and down, with the border repeated (not wrapped around, which would put a
 sleeve on the wrong side).
+
+Per-pixel outputs (segmentation) are mapped back onto the image before averaging (``unflip``):
+the flipped view's output flipped back. A shifted view's repeated border cannot be mapped back,
+so segmentation takes hflip only (``check_per_pixel``).
 """
 import numpy as np
 
@@ -32,6 +36,28 @@ def augmented_views(x, tta):
 
 def enabled(tta):
     return bool(tta) and (bool(tta.get("hflip")) or bool(tta.get("shift")))
+
+
+def check_per_pixel(tta):
+    """Raise unless the views of ``tta`` can be mapped back onto the image (hflip can, shift not)."""
+    from .errors import FashionError
+
+    if enabled(tta) and tta.get("shift"):
+        raise FashionError("--tta shift: a shifted view's border cannot be mapped back onto the image; "
+                           "segmentation takes hflip")
+
+
+def unflip(outputs, tta):
+    """The outputs of ``augmented_views``' views, each per-pixel (N, C, H, W) output mapped back
+    onto the original image (the flipped view's flipped back); per-image outputs as they are."""
+    outputs = list(outputs)
+    if getattr(outputs[0], "ndim", 0) != 4:  # scores per image (or a dict of them): nothing to undo
+        return outputs
+    check_per_pixel(tta)
+    if enabled(tta) and tta.get("hflip"):
+        flipped = outputs[1]
+        outputs[1] = np.ascontiguousarray(flipped[..., ::-1]) if isinstance(flipped, np.ndarray) else flipped.flip(-1)
+    return outputs
 
 
 def parse(text):

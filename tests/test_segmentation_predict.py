@@ -157,11 +157,25 @@ def test_resume_skips_done_rows_and_keeps_names(setup, tmp_path):
     assert (tmp_path / "masks" / "look.png").stat().st_mtime_ns == before
 
 
-def test_tta_is_refused(setup, tmp_path):
+def test_hflip_tta_maps_the_flipped_view_back_and_shift_is_refused(setup, tmp_path):
+    from fashioncli.checkpoint import load_model
+
     ckpt, images = setup
-    result = CliRunner().invoke(cli, ["predict", str(ckpt), str(images), "-o", str(tmp_path / "p.csv"),
-                                      "--tta", "hflip"])
-    assert result.exit_code == 1 and "not supported for segmentation" in result.output
+    path = images / "a" / "look.jpg"
+    run_cli("predict", ckpt, path, "-o", tmp_path / "p.csv", "--tta", "hflip")
+    model, meta = load_model(ckpt)
+    x = normalize(torch.from_numpy(read_resized(path, SIZE)).permute(2, 0, 1)[None],
+                  meta["preprocessing"]["mean"], meta["preprocessing"]["std"])
+    with torch.no_grad():  # the two views' probabilities, the flipped one flipped back, averaged
+        probs = (model(x).softmax(1) + model(x.flip(-1)).softmax(1).flip(-1)) / 2
+    w, h = Image.open(path).size
+    want = np.asarray(Image.fromarray(probs[0].argmax(0).numpy().astype(np.uint8)).resize((w, h), Image.NEAREST))
+    np.testing.assert_array_equal(read_mask(tmp_path / "masks" / "look.png"), want)
+
+    result = CliRunner().invoke(cli, ["predict", str(ckpt), str(images), "-o", str(tmp_path / "s.csv"),
+                                      "--tta", "shift=2"])
+    assert result.exit_code == 1 and "segmentation takes hflip" in result.output
+    assert not (tmp_path / "s.csv").exists() or not read_rows(tmp_path / "s.csv")  # refused before any row
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")

@@ -35,14 +35,13 @@ class _Rows(Dataset):
 
 
 def segment_logits(model, x, tta=None):
-    """Float32 logits of a normalised batch; with tta.hflip, averaged with the flipped copy's
-    logits flipped back (a mask must be un-flipped, unlike a class score)."""
-    if tta and tta.get("shift"):
-        raise DataError("--tta shift is for classification; segmentation takes hflip")
-    logits = model(x).float()
-    if tta and tta.get("hflip"):
-        logits = (logits + model(x.flip(-1)).float().flip(-1)) / 2
-    return logits
+    """Float32 logits of a normalised batch, averaged over the test-time views (tta.py), each
+    mapped back onto the image first."""
+    from ..tta import augmented_views, enabled, unflip
+
+    if not enabled(tta):
+        return model(x).float()
+    return torch.stack(unflip([model(v).float() for v in augmented_views(x, tta)], tta)).mean(0)
 
 
 def class_sets_of(meta, recipe_sets=None):

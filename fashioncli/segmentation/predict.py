@@ -57,14 +57,11 @@ class MaskRows:
     """The row layout of predict.predict for a segmentation model: writes each image's mask (and
     overlay) and yields its row; ``columns``, ``rows`` and ``csv_values`` as predict's TopK."""
 
-    def __init__(self, meta, out, fmt, overlay="jpg", workers=None, tta=None):
-        from ..tta import enabled
+    def __init__(self, meta, out, fmt, overlay="jpg", workers=None):
         from .render import colours_of
 
         if overlay not in OVERLAY_FORMATS:
             raise DataError(f"overlay format '{overlay}': use one of {', '.join(OVERLAY_FORMATS)}")
-        if enabled(tta):  # averaging flipped views' masks would need each view's output flipped back
-            raise DataError("test-time augmentation (--tta) is not supported for segmentation models; drop --tta")
         self.classes = list(meta["classes"])
         self.colours = colours_of(meta)
         self.size = int(meta["preprocessing"]["image_size"])
