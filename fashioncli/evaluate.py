@@ -20,7 +20,7 @@ import torch
 from .checkpoint import load_model, resolve_path, run_dir
 from .data import CachedImages, FileImages, make_loader, resolve_device
 from .errors import CheckpointError, DataError, PluginError
-from .io import write_json, write_text
+from .io import json_number, write_json, write_text
 from .preprocess import normalize
 
 REPORTS = ("summary.json", "per_class.csv", "confusion_matrix.csv", "confusion_matrix.png", "predictions.csv")
@@ -88,12 +88,6 @@ def run_model(model, loader, device, mean, std, memory_format=torch.contiguous_f
 
 
 # -- metrics -----------------------------------------------------------------
-def _value(t):
-    """Tensor -> float rounded past float32 noise, or None where undefined (NaN: JSON has no NaN)."""
-    v = float(t)
-    return None if np.isnan(v) else round(v, 6)
-
-
 def _local():
     return False
 
@@ -125,15 +119,15 @@ def classification_metrics(logits, targets, classes, topk=5, extra=()):
     k = min(topk, n)
     matrix = compute("confusion_matrix")
     support = matrix.sum(1)
-    result = {"accuracy": _value(compute("accuracy")), f"top{k}_accuracy": _value(compute("top_k_accuracy", k=k))}
+    result = {"accuracy": json_number(compute("accuracy")), f"top{k}_accuracy": json_number(compute("top_k_accuracy", k=k))}
     for name in ("precision", "recall", "f1"):
-        result[f"{name}_macro"] = _value(compute(name))
+        result[f"{name}_macro"] = json_number(compute(name))
     per_class = {name: compute(name, average="none") for name in ("precision", "recall", "f1")}
     with warnings.catch_warnings():  # "no positive samples" for absent classes: handled below
         warnings.simplefilter("ignore", UserWarning)
         auroc = compute("auroc", average="none")
     defined = (support > 0) & (support < len(targets))
-    result["auroc_macro"] = _value(auroc[defined].mean()) if defined.any() else None
+    result["auroc_macro"] = json_number(auroc[defined].mean()) if defined.any() else None
     per_class["auroc"] = torch.where(defined, auroc, torch.nan)
     for spec in extra:
         name, args = (spec, {}) if isinstance(spec, str) else (spec["name"], spec.get("args") or {})
@@ -146,13 +140,13 @@ def classification_metrics(logits, targets, classes, topk=5, extra=()):
                 f"metric '{name}' of plugin '{entry.plugin}' failed on classification outputs: {exc}"
             ) from exc
         if value.numel() == 1:
-            result[name] = _value(value)
+            result[name] = json_number(value)
         elif value.shape == (n,):
             per_class[name] = value
         else:
             result[name] = value.tolist()
     result["per_class"] = {
-        c: {**{m: _value(v[i]) for m, v in per_class.items()}, "support": int(support[i])}
+        c: {**{m: json_number(v[i]) for m, v in per_class.items()}, "support": int(support[i])}
         for i, c in enumerate(classes)
     }
     result["confusion_matrix"] = matrix.tolist()
@@ -249,7 +243,7 @@ def _write_reports(out, metrics, classes, paths, probs, targets):
 
 def _fraction(flags):
     """Share of True in a bool tensor; None when it is empty."""
-    return _value(flags.double().mean()) if flags.numel() else None
+    return json_number(flags.double().mean()) if flags.numel() else None
 
 
 def _open_set_reports(model, outputs, targets, classes, unseen, rejection, out):
@@ -277,7 +271,7 @@ def _open_set_reports(model, outputs, targets, classes, unseen, rejection, out):
             "known_classes": classes, "unseen_classes": list(present),
             "num_known": int(known.sum()), "num_unseen": int((~known).sum()),
             "score": "min_distance" if distances is not None else "1-max_probability",
-            "auroc": _value(open_set_metrics(score[known], score[~known])["auroc"]),
+            "auroc": json_number(open_set_metrics(score[known], score[~known])["auroc"]),
         }
     if rejection and distances is not None:
         rejected = reject(score, rejection["threshold"])

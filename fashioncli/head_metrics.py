@@ -19,7 +19,8 @@ from torchmetrics.functional.classification import (
     multilabel_recall,
 )
 
-from .evaluate import _value, classification_metrics
+from .evaluate import classification_metrics
+from .io import json_number
 from .heads import present
 
 DEFAULT_THRESHOLD = 0.5
@@ -84,24 +85,24 @@ def _sigmoid_metrics(head, logits, targets, thresholds):
     active = (positives > 0) | (preds.sum(0) > 0)
     any_active = bool(active.any())
     result = {"support": n}
-    element_accuracy = _value(multilabel_accuracy(preds, target, L, average="micro"))
+    element_accuracy = json_number(multilabel_accuracy(preds, target, L, average="micro"))
     if head.type == "binary":
         result["accuracy"] = element_accuracy
     result.update(
         element_accuracy=element_accuracy,
-        exact_match=_value(multilabel_exact_match(preds, target, L)),
-        map=_value(ap[has_pos].mean()) if has_pos.any() else None,
+        exact_match=json_number(multilabel_exact_match(preds, target, L)),
+        map=json_number(ap[has_pos].mean()) if has_pos.any() else None,
         map_undefined=int((~has_pos[: len(labels)]).sum()),
-        auroc_macro=_value(auroc.nanmean()) if (~auroc.isnan()).any() else None,
-        **{f"{m}_macro": _value(v[active].mean()) if any_active else None for m, v in per.items()},
-        f1_micro=_value(multilabel_f1_score(preds, target, L, average="micro")) if any_active else None,
+        auroc_macro=json_number(auroc.nanmean()) if (~auroc.isnan()).any() else None,
+        **{f"{m}_macro": json_number(v[active].mean()) if any_active else None for m, v in per.items()},
+        f1_micro=json_number(multilabel_f1_score(preds, target, L, average="micro")) if any_active else None,
         thresholds=[round(float(t), 6) for t in thresholds],
     )
     per.update(ap=ap, auroc=auroc)
     result["per_label"] = {
         label: {
-            "ap": _value(ap[i]), "auroc": _value(auroc[i]),
-            **{m: _value(per[m][i]) for m in ("precision", "recall", "f1")},
+            "ap": json_number(ap[i]), "auroc": json_number(auroc[i]),
+            **{m: json_number(per[m][i]) for m in ("precision", "recall", "f1")},
             "threshold": round(float(thresholds[i]), 6), "support": int(positives[i]),
         }
         for i, label in enumerate(labels)

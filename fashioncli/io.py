@@ -6,6 +6,7 @@ A file name that is not valid UTF-8 arrives as a str with lone surrogates (Pytho
 it names: text files store its original bytes (``ENCODING``), JSON \\u-escapes it (``dumps``).
 """
 import json
+import math
 import os
 import re
 import tempfile
@@ -84,3 +85,10 @@ def dumps(data, indent=None):
 
 def write_json(path, data):
     write_text(path, dumps(data, indent=2) + "\n")
+
+
+def json_number(value):
+    """A float (or 0-d tensor) for a JSON report: rounded past float32 noise, None where undefined
+    (NaN: JSON has no NaN)."""
+    value = float(value)
+    return None if math.isnan(value) else round(value, 6)

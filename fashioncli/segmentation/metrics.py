@@ -15,6 +15,8 @@ import math
 
 import torch
 
+from ..io import json_number
+
 
 def confusion(pred, target, num_classes, ignore_index=255):
     """(C, C) int64 counts of (truth, prediction) pixel pairs, on the inputs' device.
@@ -125,13 +127,6 @@ def _nanmean(values):
     return float(values.mean()) if values.numel() else math.nan
 
 
-def _value(v):
-    """A float for JSON: rounded past float noise, None where undefined (JSON has no NaN).
-    As ``evaluate._value``; not imported from there: that would load the whole eval stack."""
-    v = float(v)
-    return None if math.isnan(v) else round(v, 6)
-
-
 def segmentation_report(conf, classes, class_sets=None, background=0):
     """A JSON-serialisable summary of a confusion matrix over ``classes`` (index = class id).
 
@@ -147,15 +142,15 @@ def segmentation_report(conf, classes, class_sets=None, background=0):
     fg_groups, _ = foreground_mapping(classes, background)
     fg_bg = iou(merge(conf, fg_groups, 2))
     report = {
-        "pixel_accuracy": _value(pixel_accuracy(conf)),
-        "miou": _value(mean_iou(conf)),
-        "fw_iou": _value(fw_iou(conf)),
-        "foreground_iou": _value(fg_bg[1]),
-        "background_iou": _value(fg_bg[0]),
-        "fg_bg_miou": _value(_nanmean(fg_bg)),
+        "pixel_accuracy": json_number(pixel_accuracy(conf)),
+        "miou": json_number(mean_iou(conf)),
+        "fw_iou": json_number(fw_iou(conf)),
+        "foreground_iou": json_number(fg_bg[1]),
+        "background_iou": json_number(fg_bg[0]),
+        "fg_bg_miou": json_number(_nanmean(fg_bg)),
         "per_class": [
-            {"class": name, "iou": _value(per_iou[i]), "precision": _value(per_precision[i]),
-             "recall": _value(per_recall[i]), "pixels": int(conf[i].sum()), "predicted": int(conf[:, i].sum())}
+            {"class": name, "iou": json_number(per_iou[i]), "precision": json_number(per_precision[i]),
+             "recall": json_number(per_recall[i]), "pixels": int(conf[i].sum()), "predicted": int(conf[:, i].sum())}
             for i, name in enumerate(classes)],
         "class_sets": {},
     }
@@ -163,7 +158,7 @@ def segmentation_report(conf, classes, class_sets=None, background=0):
         groups, names = subset_mapping(classes, keep, background)
         merged = iou(merge(conf, groups, len(names)))
         report["class_sets"][set_name] = {
-            "classes": names, "miou": _value(_nanmean(merged)),
-            "per_class": {name: _value(merged[i]) for i, name in enumerate(names)}}
+            "classes": names, "miou": json_number(_nanmean(merged)),
+            "per_class": {name: json_number(merged[i]) for i, name in enumerate(names)}}
     return report
 

@@ -81,7 +81,8 @@ def write_masks(splits, readers, infos, lut, imported, out, workers, progress, p
     """Read, check, map and write every mask; rows whose mask fails leave ``splits`` for ``problems``.
 
     splits: {split: [(image path, None, box)]} (in place: rows become (path, mask file, box));
-    infos: the image caches' metadata per split (source [height, width] of every row).
+    infos: the image caches' metadata per split (source [height, width] of every row; unreadable
+    images have already left ``splits``).
     Returns {split: kept row indices} for the image caches to follow.
     """
     kept = {}
@@ -92,8 +93,6 @@ def write_masks(splits, readers, infos, lut, imported, out, workers, progress, p
 
         def work(i, rows=rows, folder=folder, shapes=infos[split]["shapes"]):
             path = rows[i][0]
-            if shapes[i] is None:  # the image itself was unreadable: already a problem
-                return None
             index = readers[path]()
             check_mask(index, shapes[i], num_source, imported.ignore_index)
             index = np.where(index == imported.ignore_index, IGNORE, index).astype(np.int64)
@@ -116,7 +115,7 @@ def write_masks(splits, readers, infos, lut, imported, out, workers, progress, p
         for i, (target, error) in enumerate(results):
             if error:
                 problems.append({"path": rows[i][0], "reason": error})
-            elif target:
+            else:
                 keep.append(i)
         splits[split] = [(rows[i][0], results[i][0], rows[i][2]) for i in keep]
         kept[split] = keep
