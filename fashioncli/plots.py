@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from .io import atomic_path  # noqa: E402
 
 
-def _save(fig, path):
+def save_figure(fig, path):
     try:
         with atomic_path(path) as tmp:
             # The temporary name ends in .tmp, so the format must be explicit.
@@ -52,7 +52,7 @@ def plot_confusion_matrix(matrix, classes, path, normalize=True):
                 text = f"{values[i, j]:.2f}" if normalize else f"{int(counts[i, j])}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=8,
                         color="white" if values[i, j] > limit else "black")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _read_columns(csv_path):
@@ -107,7 +107,7 @@ def plot_curves(metrics_csv_path, png_path):
     if not order:
         axes[0][0].text(0.5, 0.5, "no numeric columns yet", ha="center", va="center")
         axes[0][0].set_axis_off()
-    _save(fig, png_path)
+    save_figure(fig, png_path)
 
 
 def _project_2d(points, *others):
@@ -152,4 +152,4 @@ def plot_embedding(embedding, labels, classes, known, path, prototypes=None):
     ax.set_title("learned embedding and prototypes")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    _save(fig, path)
+    save_figure(fig, path)

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.patches import Patch
 
 from ..io import atomic_path
-from ..plots import _save, plt  # plots selects the Agg backend before pyplot loads
+from ..plots import plt, save_figure  # plots selects the Agg backend before pyplot loads
 
 IGNORE_COLOUR = (224, 224, 224)  # light grey: visible on black background, unlike any VOC colour
 
@@ -98,7 +98,7 @@ def grid_png(path, samples, colours, classes, titles=("image", "truth", "predict
         fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, len(handles)),
                    fontsize=8, frameon=False)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def write_mask_png(path, mask):
