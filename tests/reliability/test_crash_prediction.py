@@ -42,6 +42,7 @@ def test_killed_prediction_resumes_without_losing_or_repeating_a_row(images, tmp
     kills.append(kill_when(fashion(*args, "--resume"), lambda: lines(out) > 2000))
     summary = json.loads(finish(fashion(*args, "--resume")))
     tally.injected(len(kills))
+    tally.sent_signal(len(kills))
     assert all(kills), "a kill came after prediction had finished: it tested nothing"
     assert summary["skipped"] > 2000  # the rows written before the kills were kept, not redone
 

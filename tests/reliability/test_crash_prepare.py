@@ -16,6 +16,7 @@ def test_killed_prepare_reruns_to_the_same_dataset(tmp_path, tally):
     kill_when(fashion(*args), (out / "cache").is_dir, delay=0.05)
     if not (out / "dataset.json").exists():  # else it had finished: the comparison below still holds
         tally.injected()
+        tally.sent_signal()
         with pytest.raises(DataError, match="not a prepared dataset"):
             PreparedDataset.open(out)
     finish(fashion(*args))

@@ -59,6 +59,7 @@ def test_killed_runs_resume_to_the_uninterrupted_weights(dataset, tmp_path, work
     kills.append(kill_when(resumed, lambda: saved_epoch(run) > epoch, delay=rng.uniform(0.02, 0.08)))
     finish(fashion("train", run / "recipe.yaml", "-q", "--resume"))
     tally.injected(len(kills))
+    tally.sent_signal(len(kills))
     assert all(kills), "a kill came after the run had finished: it tested nothing"
 
     a, b = weights(run), weights(tmp_path / "runs" / "straight")
