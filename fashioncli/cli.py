@@ -107,10 +107,12 @@ def prepare(source, out, recipe, importer, image_size, val_fraction, test_fracti
 @click.argument("recipe")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint (epochs may be raised with --set).")
+@click.option("--replace", is_flag=True,
+              help="Replace the run folder of the same name (only a folder fashion train made), instead of writing NAME-2.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--devices", type=int, default=1, show_default=True,
               help="Processes for data-parallel training (GPUs, or CPU processes with gloo); data.batch_size is the global batch.")
-def train(recipe, overrides, resume, quiet, devices):
+def train(recipe, overrides, resume, replace, quiet, devices):
     """Train a model from a RECIPE: a bundled name, a YAML file or an http(s) URL.
 
     Several GPUs: --devices N, or launch `fashion train` under torchrun (several nodes too).
@@ -118,6 +120,7 @@ def train(recipe, overrides, resume, quiet, devices):
     \b
     Examples:
       fashion train quickstart
+      fashion train quickstart --replace          # runs/quickstart again, not runs/quickstart-2
       fashion train efficientnet_lite0_finetune_clothing-small --set train.epochs=3
       fashion train runs/quickstart/recipe.yaml --resume --set train.epochs=20
       fashion train report003_seresnet50_fc2 --devices 4 --set train.sync_bn=true
@@ -126,13 +129,17 @@ def train(recipe, overrides, resume, quiet, devices):
     from .train import train as run
 
     resolved = load_recipe(recipe, overrides)  # checked once, before any process starts
+    if resume and replace:
+        raise click.UsageError("--resume continues a run, --replace starts it again: give one of them")
+    if resolved["output"].get("exist_ok"):
+        click.echo("Note: output.exist_ok no longer replaces a run; pass --replace to do that.", err=True)
     if devices > 1 and "WORLD_SIZE" not in os.environ:
         from .distributed import launch
 
         argv = ["train", recipe, *(f"--set={o}" for o in overrides), *(["--resume"] if resume else []),
-                *(["--quiet"] if quiet else [])]
+                *(["--replace"] if replace else []), *(["--quiet"] if quiet else [])]
         sys.exit(launch(argv, devices))
-    summary = run(resolved, spec=recipe, resume=resume, progress=not quiet)
+    summary = run(resolved, spec=recipe, resume=resume, progress=not quiet, replace=replace)
     if int(os.environ.get("RANK", "0")) == 0:  # one summary, not one per process
         _echo_json(summary)
 

@@ -146,8 +146,23 @@ def load_recipe(spec, overrides=(), validate_components=True):
     """Bundled name, path or URL -> the resolved, validated recipe dict."""
     data, location = _read(spec)
     data = _resolve_bases(data, location)
+    if _is_url(location):  # before --set: the user's own command line may still choose any folder
+        _check_remote_output(data, location)
     data = apply_overrides(data, overrides)
     return validate(data, check_components=validate_components)
+
+
+def _check_remote_output(data, location):
+    """A recipe fetched from a URL writes only inside the working tree."""
+    output = data.get("output")
+    folder = output.get("dir", DEFAULTS["output"]["dir"]) if isinstance(output, dict) else None
+    if not isinstance(folder, str):
+        return  # validation names the key
+    here = Path.cwd().resolve()
+    target = (here / folder).resolve()
+    if target != here and here not in target.parents:
+        raise RecipeError(f"output.dir: '{folder}' from the remote recipe '{location}' is outside the working "
+                          f"folder '{here}'; a recipe from a URL writes only inside it (override with --set output.dir=...)")
 
 
 def dump(recipe):
@@ -216,6 +231,12 @@ def BOOL(value, path):
     if not isinstance(value, bool):
         raise RecipeError(f"{path}: expected true or false, got {value!r}")
     return value
+
+
+def RUN_NAME(value, path):
+    from .runs import check_run_name
+
+    return check_run_name(STR(value, path), path)
 
 
 def ANY(value, path):
@@ -362,7 +383,8 @@ SCHEMA = {
              "reference": MappingOf(NONNEG_FLOAT),
              # Segmentation: more class subsets to report mIoU over (the dataset's own come too).
              "class_sets": MappingOf(list_of(STR))},
-    "output": {"dir": STR, "name": optional(STR), "exist_ok": BOOL},
+    # exist_ok: read from older recipes and ignored; only the command line's --replace replaces a run.
+    "output": {"dir": STR, "name": optional(RUN_NAME), "exist_ok": BOOL},
 }
 
 DEFAULTS = {
@@ -384,7 +406,7 @@ DEFAULTS = {
     "eval": {"topk": 5, "split": "test", "checkpoint": "best", "tta": {"hflip": False, "shift": 0},
              "reject": {"threshold": None, "false_rejection_rate": 0.05}, "reference": {},
              "class_sets": {}},
-    "output": {"dir": "runs", "name": None, "exist_ok": False},
+    "output": {"dir": "runs", "name": None},
 }
 REQUIRED = ("data.root", "model")
 

@@ -2,7 +2,6 @@
 import csv
 import io
 import random
-import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,6 +22,7 @@ from .io import make_dir, remove_temporaries, write_text
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
 from .plugins import get
+from .runs import claim, run_directory
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
 from .tasks import make_task
 
@@ -36,31 +36,6 @@ def seed_everything(seed, deterministic=False):
         torch.backends.cudnn.benchmark = False
     elif torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
-
-
-def run_directory(recipe, spec, resume=False):
-    """runs/<name>; a new run never overwrites an old one (name-2, ...) unless output.exist_ok.
-
-    A recipe saved in a run directory (runs/X/recipe.yaml) names that run: --resume continues it,
-    a plain rerun goes to runs/X-2.
-    """
-    spec_path = Path(str(spec))
-    if spec_path.name == "recipe.yaml" and (spec_path.parent / "checkpoints").is_dir():
-        root, name = spec_path.parent.parent, recipe["output"]["name"] or spec_path.parent.name
-    else:
-        root, name = Path(recipe["output"]["dir"]), recipe["output"]["name"] or spec_path.stem
-    path = root / name
-    if resume:
-        # A run killed before its first checkpoint has the folder but no last.pt: it restarts there.
-        if not (path / "checkpoints").is_dir():
-            raise FashionError(f"--resume: no run to resume at '{path}' (no checkpoints folder)")
-        return path
-    if recipe["output"]["exist_ok"]:
-        shutil.rmtree(path, ignore_errors=True)  # asked for: the run is reproduced in place
-    n = 2
-    while path.exists():
-        path, n = root / f"{name}-{n}", n + 1
-    return path
 
 
 def to_device(y, device):
@@ -363,21 +338,25 @@ class Trainer:
                 "last": self.history[-1] if self.history else {}}
 
 
-def train(recipe, spec="run", resume=False, progress=True):
+def train(recipe, spec="run", resume=False, progress=True, replace=False):
     """Train from a resolved recipe (``spec`` is where it came from); returns a summary.
+
+    ``replace`` (the command line's --replace, never a recipe key) lets a new run take the place
+    of the marked run folder of the same name (runs.py).
 
     Under torchrun (or `fashion train --devices N`) every process runs this: rank 0 picks the run
     directory and writes to it, the others train beside it (distributed.py).
     """
     device = dist.setup(recipe["train"]["device"])
     try:
-        run_dir = Path(dist.broadcast(str(run_directory(recipe, spec, resume)) if dist.is_main() else None))
-        trainer = Trainer(recipe, run_dir, progress=progress, device=device)
+        run_dir = Path(dist.broadcast(str(run_directory(recipe, spec, resume, replace)) if dist.is_main() else None))
+        trainer = Trainer(recipe, run_dir, progress=progress, device=device)  # data and model checked first
         if dist.is_main():
-            make_dir(run_dir / "checkpoints")  # marks a run, even before its first epoch
-            for folder in (run_dir, run_dir / "checkpoints"):
-                remove_temporaries(folder)  # what a killed run was writing
-            write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
+            with claim(run_dir, replace=replace and not resume):
+                make_dir(run_dir / "checkpoints")  # marks a run, even before its first epoch
+                for folder in (run_dir, run_dir / "checkpoints"):
+                    remove_temporaries(folder)  # what a killed run was writing
+                write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
         if resume and (run_dir / "checkpoints" / "last.pt").is_file():
             trainer.restore()
         return trainer.fit()

@@ -6,6 +6,7 @@ import threading
 import zlib
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -215,3 +216,9 @@ def file_server(files, cut=()):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def snapshot(folder):
+    """{relative path: bytes} of every file under ``folder``: two equal snapshots are a byte-identical tree."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
