@@ -22,6 +22,7 @@ from .data import CachedImages, FileImages, make_loader, resolve_device
 from .errors import CheckpointError, DataError, PluginError
 from .io import json_number, write_json, write_text
 from .preprocess import normalize
+from .protect import check_output, model_files
 
 REPORTS = ("summary.json", "per_class.csv", "confusion_matrix.csv", "confusion_matrix.png", "predictions.csv")
 
@@ -333,6 +334,8 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
     if tta is None:
         tta = recipe_eval.get("tta")
     root = _data_root(meta, data)
+    if out is not None:  # reports and pictures never land among the images or checkpoints they come from
+        check_output(out, files=model_files(checkpoint), folders=[root, checkpoint.parent], what="--out")
     task = meta.get("task", "classification")
     if task == "multitask":
         from .evaluate_heads import evaluate_heads

@@ -163,12 +163,13 @@ def is_image_file(path):
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def iter_image_files(root, recursive=True):
+def iter_image_files(root, recursive=True, skip=()):
     """Image files under ``root`` in sorted order; hidden files/folders are skipped, symlinked
-    folders are followed once each (a link back to an ancestor cannot loop forever)."""
+    folders are followed once each (a link back to an ancestor cannot loop forever), and so are
+    the folders in ``skip`` (a command's own output folders: its masks are not its inputs)."""
     root = Path(root)
     found = []
-    seen = set()
+    seen = {os.path.realpath(s) for s in skip}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:

@@ -28,6 +28,7 @@ from .heads import LABEL_SEP, decode as decode_heads, heads_from_json
 from .images import is_image_file, iter_image_files, read_resized
 from .io import ENCODING, dumps, output_error
 from .preprocess import normalize
+from .protect import check_output, model_files
 
 # Where exported models carry their classes and preprocessing (written by fashioncli.export).
 METADATA_KEY = "fashion"  # ONNX metadata_props key, JSON string
@@ -312,16 +313,16 @@ def check_inputs(inputs):
     return inputs
 
 
-def iter_inputs(inputs):
+def iter_inputs(inputs, skip=()):
     """Image paths from files, folders (recursive), glob patterns and .txt lists, lazily.
 
     Files named explicitly (or listed in a .txt, one path a line, relative to the current
     directory) are kept whatever their type, so an unreadable one gets an error row;
-    folders and patterns yield image files only.
+    folders and patterns yield image files only, outside the folders in ``skip``.
     """
     for arg in check_inputs(inputs):
         if os.path.isdir(arg):
-            yield from map(str, iter_image_files(arg))
+            yield from map(str, iter_image_files(arg, skip=skip))
         elif arg.lower().endswith(".txt") and os.path.isfile(arg):
             with open(arg, **ENCODING) as f:
                 yield from (line.strip() for line in f if line.strip())
@@ -330,9 +331,21 @@ def iter_inputs(inputs):
         else:
             for match in glob.iglob(arg, recursive=True):
                 if os.path.isdir(match):
-                    yield from map(str, iter_image_files(match))
+                    yield from map(str, iter_image_files(match, skip=skip))
                 elif is_image_file(match):
                     yield match
+
+
+def check_out(out, inputs, model):
+    """-o may not be the model, an input file, an entry of a .txt list, or an image in an input folder."""
+    files, folders = model_files(model), []
+    for arg in inputs:
+        for match in glob.glob(arg, recursive=True) if _is_pattern(arg) and not os.path.exists(arg) else [arg]:
+            (folders if os.path.isdir(match) else files).append(match)
+            if match.lower().endswith(".txt") and os.path.isfile(match):
+                with open(match, **ENCODING) as f:
+                    files += [line.strip() for line in f if line.strip()]
+    check_output(out, files=files, image_folders=folders, what="-o")
 
 
 def _key(path):
@@ -462,6 +475,8 @@ class TopK:
     column ``distance`` gives that distance.
     """
 
+    folders = ()  # written beside out: none
+
     def __init__(self, classes, k, threshold=None):
         self.classes, self.k, self.threshold = classes, k, threshold
         self.columns = COLUMNS if threshold is None else (*COLUMNS, "distance")
@@ -504,6 +519,8 @@ class PerHead:
     above their thresholds and their probabilities (lists in JSONL, joined by '|' in CSV).
     ``hierarchy``: a head with a parent predicts only classes of the parent's predicted class.
     """
+
+    folders = ()
 
     def __init__(self, heads, thresholds=None, hierarchy=True):
         self.heads, self.thresholds, self.hierarchy = heads, thresholds or {}, hierarchy
@@ -552,6 +569,7 @@ def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, n
         raise DataError(f"topk and batch_size must be at least 1 (got {topk}, {batch_size})")
     fmt = output_format(out, fmt)
     inputs = check_inputs(inputs)
+    check_out(out, inputs, model)  # before the model loads and long before out is opened
     engine = open_engine(model, device=device, threads=threads)
     segmentation = engine.meta.get("task") == "segmentation"
     if tta is None:
@@ -570,7 +588,7 @@ def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, n
     done = read_done(out, fmt, layout.columns) if resume else set()
     stats = {"rows": 0, "errors": 0, "duplicates": 0, "skipped": 0,
              **({} if engine.threshold is None else {"unknown": 0})}
-    paths = _unique(iter_inputs(inputs), done, stats)
+    paths = _unique(iter_inputs(inputs, skip=layout.folders), done, stats)
     start = time.perf_counter()
     writer = RowWriter(out, fmt, append=resume, layout=layout)
     try:

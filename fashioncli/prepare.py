@@ -24,6 +24,7 @@ from .errors import DataError, PluginError, did_you_mean
 from .images import ImageError, check_box, format_box
 from .importing import SPLITS, Imported, normalize_split
 from .io import ENCODING, atomic_path, is_temporary, make_dir, remove_temporaries, write_json, write_text
+from .protect import inside
 
 # What prepare itself writes into <out>; anything else there means OUT points at the wrong folder.
 _LAYOUT = {"dataset.json", "report.json", "report.md", "cache", "images", "masks", "source", *(f"{s}.csv" for s in SPLITS)}
@@ -202,9 +203,13 @@ def _pick_importer(source, importer):
 
 def _claim_out(out, source):
     """Refuse to write into a folder prepare did not make; clear what a previous run left."""
-    src = Path(str(source)).absolute()
-    if src.is_dir() and (out == src or src in out.parents):
+    src = Path(str(source))
+    if src.is_dir() and inside(out, src):  # after symlinks: a link into the source is the source
         raise DataError(f"OUT '{out}' is inside the source folder '{src}'; choose a folder outside it")
+    # OUT's files are prepare's to rewrite; a source among them would be overwritten. The one
+    # exception is an archive's unpacked copy, OUT/source/ (not the archive: unpacking clears it).
+    if src.exists() and inside(src, out) and (is_archive(src) or not inside(src, out / "source")):
+        raise DataError(f"source '{src}' is inside OUT '{out}', which prepare rewrites; move it or choose another OUT")
     if out.exists():
         if not out.is_dir():
             raise DataError(f"OUT '{out}' is a file; choose a folder")

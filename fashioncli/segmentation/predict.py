@@ -68,6 +68,8 @@ class MaskRows:
         self.out, self.fmt, self.overlay = Path(out), fmt, overlay
         self.masks_dir = self.out.parent / "masks"
         self.overlays_dir = None if overlay == "none" else self.out.parent / "overlays"
+        # Written beside out: never read back as inputs, even when out is inside an input folder.
+        self.folders = (self.masks_dir, self.out.parent / "overlays")
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.columns = ("path", "mask", "overlay", "height", "width",
                         *(area_column(c) for c in self.classes), "error")
