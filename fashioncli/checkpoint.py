@@ -1,5 +1,6 @@
 """Checkpoints: tensors in a .pt loaded with weights_only (no pickled code), metadata in JSON."""
 import json
+import zipfile
 from pathlib import Path
 
 import torch
@@ -59,6 +60,10 @@ def run_dir(checkpoint):
 def load_checkpoint(path):
     """-> (payload, meta). Refuses anything but tensors and plain containers."""
     path = resolve_path(path)
+    if _is_program(path):  # torch.load would hand it to torch.jit.load without weights_only
+        raise CheckpointError(f"'{path}' is not a fashion checkpoint: it is a TorchScript program, and loading it "
+                              "would run its code; predict a TorchScript export under its own suffix (.torchscript) "
+                              "with --trust-torchscript, and only if you trust its source")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -66,6 +71,14 @@ def load_checkpoint(path):
     if not isinstance(payload, dict) or "model" not in payload or "meta_json" not in payload:
         raise CheckpointError(f"'{path}' is not a fashion checkpoint (no model weights and metadata)")
     return payload, json.loads(payload["meta_json"])
+
+
+def _is_program(path):
+    """A TorchScript archive (a zip with the program's constants and code), whatever its name."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith(("/constants.pkl", ".py")) or "/code/" in n for n in z.namelist())
 
 
 def build_model(meta):

@@ -187,8 +187,12 @@ def eval_cmd(checkpoint, data, split, out, batch_size, topk, device, tta):
               help="Multi-task: a head with a parent predicts only classes of the parent's predicted class.")
 @click.option("--overlay", type=click.Choice(["jpg", "png", "none"]), default="jpg", show_default=True,
               help="Segmentation: format of the colour overlays written beside the masks (none: masks only).")
-def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads, device, tta, hierarchy, overlay):
-    """Predict labels for images with MODEL (checkpoint, run directory or exported .onnx).
+@click.option("--trust-torchscript", is_flag=True,
+              help="Allow a TorchScript MODEL (.torchscript, .ts): it is a program, and loading it runs its code.")
+def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads, device, tta, hierarchy, overlay,
+            trust_torchscript):
+    """Predict labels for images with MODEL (checkpoint, run directory, exported .onnx, or a TorchScript
+    export with --trust-torchscript).
 
     INPUTS are files, folders (recursive), glob patterns, or .txt files listing paths. A multi-task
     model writes every head's label and score (a multilabel head: the labels above their thresholds).
@@ -205,7 +209,7 @@ def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads,
 
     _echo_json(run(model, list(inputs), out, topk=topk, batch_size=batch_size, fmt=fmt, resume=resume,
                    num_workers=workers, device=device, threads=threads, tta=parse(tta) if tta else None,
-                   hierarchy=hierarchy, overlay=overlay))
+                   hierarchy=hierarchy, overlay=overlay, trust_torchscript=trust_torchscript))
 
 
 @cli.command()

@@ -21,8 +21,7 @@ from . import __version__
 from .checkpoint import resolve_path, run_dir
 from .errors import DataError, ExportError, FashionError
 from .io import atomic_path
-from .predict import CheckpointEngine, check_inputs, decode, iter_inputs, probabilities
-from .protect import check_output, model_files
+from .predict import CheckpointEngine, check_inputs, check_out, decode, iter_inputs, probabilities
 from .segmentation.predict import export_metadata, is_segmentation, mask_agreement
 
 FORMAT_VERSION = 1
@@ -197,9 +196,7 @@ def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, a
         raise ExportError(f"'{source}' is a {meta['task']} checkpoint; export handles classification, multi-task "
                           "and segmentation")
     out = Path(out) if out else default_out(source, exporter.suffix)
-    check = Path(check_images) if check_images else None
-    check_output(out, files=[*model_files(checkpoint), *model_files(source), check],
-                 image_folders=[check] if check and check.is_dir() else [], what="-o")
+    check_out(out, [] if not check_images else check_inputs(check_images), checkpoint)  # as predict's -o
     images, origin = sample_images(check_images, meta, reference.image_size)
     pre = meta["preprocessing"]
     module = Classifier(reference.model, pre["mean"], pre["std"], reference.heads).eval()

@@ -4,7 +4,8 @@ checkpoint or an exported model.
 Engines read a model and turn uint8 NCHW batches into class probabilities (N x C, or
 {head: N x C} for a multi-task model, or {"probabilities", "distance"} for a prototype model,
 whose rows read `unknown` beyond its rejection threshold):
-``CheckpointEngine`` (.pt or run dir) and ``TorchScriptEngine`` (.torchscript, .ts) run in PyTorch,
+``CheckpointEngine`` (.pt or run dir, weights only) and ``TorchScriptEngine`` (.torchscript, .ts, a
+program: only when trusted) run in PyTorch,
 ``OnnxEngine`` (.onnx) needs only numpy, OpenCV and onnxruntime; torch is imported inside the
 torch engines only, so a deployment with onnxruntime alone can run this module.
 """
@@ -14,7 +15,6 @@ import io
 import json
 import os
 import time
-import zipfile
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -257,24 +257,26 @@ def probabilities(out, heads=None):
     return tuple(out[n].sigmoid() if h.sigmoid else out[n].softmax(1) for n, h in heads.items())
 
 
-def open_engine(model, device="auto", threads=None):
-    """The engine for ``model``: an .onnx export, a TorchScript export (any suffix), else a checkpoint or run dir."""
+TORCHSCRIPT_SUFFIXES = (".torchscript", ".ts")
+TRUST_HINT = ("pass --trust-torchscript only for a file from a source you trust, or predict with its "
+              ".onnx export (data, not code)")
+
+
+def open_engine(model, device="auto", threads=None, trust_torchscript=False):
+    """The engine for ``model``, chosen by its name, never guessed from its contents: an .onnx export;
+    a TorchScript export (.torchscript, .ts) only with ``trust_torchscript``, since loading one runs
+    the program inside it; anything else is a checkpoint or run dir, read as weights only."""
     path = Path(model)
     if not path.exists():
         raise CheckpointError(f"model '{model}' does not exist")
-    if path.suffix.lower() == ".onnx":
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
         return OnnxEngine(path, device, threads)
-    if _is_torchscript(path):
+    if suffix in TORCHSCRIPT_SUFFIXES:
+        if not trust_torchscript:
+            raise CheckpointError(f"'{path}' is a TorchScript program: loading it runs its code; {TRUST_HINT}")
         return TorchScriptEngine(path, device, threads)
     return CheckpointEngine(path, device, threads)
-
-
-def _is_torchscript(path):
-    """A TorchScript export is a zip holding <name>/extra/fashion.json (a .pt checkpoint is a zip without it)."""
-    if not path.is_file() or not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any(n.endswith(f"/extra/{METADATA_FILE}") for n in z.namelist())
 
 
 # -- images ------------------------------------------------------------------
@@ -553,7 +555,7 @@ class PerHead:
 
 # -- entry -------------------------------------------------------------------
 def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, num_workers=None,
-            device="auto", threads=None, tta=None, hierarchy=True, overlay="jpg"):
+            device="auto", threads=None, tta=None, hierarchy=True, overlay="jpg", trust_torchscript=False):
     """Write one row per input image to ``out`` (CSV or JSONL) and return a summary.
 
     Rows: path, label, score (top-1 probability), top_labels, top_scores (top-k lists; JSON
@@ -570,7 +572,7 @@ def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, n
     fmt = output_format(out, fmt)
     inputs = check_inputs(inputs)
     check_out(out, inputs, model)  # before the model loads and long before out is opened
-    engine = open_engine(model, device=device, threads=threads)
+    engine = open_engine(model, device=device, threads=threads, trust_torchscript=trust_torchscript)
     segmentation = engine.meta.get("task") == "segmentation"
     if tta is None:
         tta = ((engine.meta.get("recipe") or {}).get("eval") or {}).get("tta")
