@@ -2,7 +2,7 @@
 
 torch accepts any device name it was built to know and fails only at the first tensor moved
 there, with a traceback; here a name is refused up front with the devices this machine has.
-torch is imported only to look, so an onnxruntime-only deployment can check 'auto' and 'cpu'.
+torch is imported only to look (without it only 'cpu' is present), so the ONNX engine can check names.
 """
 import re
 
@@ -27,7 +27,8 @@ def present():
 def check_name(device, what="device"):
     """Refuse a string that is no device name (tpu, gpu, cuda:x, ''), listing the accepted forms -> device."""
     if not isinstance(device, str) or not _NAME.match(device):
-        raise DeviceError(f"{what} '{device}' is not a device name; use {FORMS} (devices present: {', '.join(present())})")
+        have = ", ".join(present())
+        raise DeviceError(f"{what} '{device}' is not a device name; use {FORMS} (devices present: {have})")
     return device
 
 
