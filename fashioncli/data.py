@@ -135,9 +135,3 @@ def make_loader(dataset, batch_size, shuffle=False, num_workers=None, seed=0, dr
         drop_last=drop_last,
         generator=generator,
     )
-
-
-def resolve_device(device="auto"):
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)

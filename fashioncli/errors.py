@@ -25,6 +25,10 @@ class CheckpointError(FashionError):
     """A checkpoint or exported model cannot be loaded."""
 
 
+class DeviceError(FashionError):
+    """A device name is malformed or names a device this machine lacks; lists the devices present."""
+
+
 class ExportError(FashionError):
     """An export failed, or its parity check disagreed with PyTorch."""
 

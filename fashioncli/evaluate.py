@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from .checkpoint import load_model, resolve_path, run_dir
-from .data import CachedImages, FileImages, make_loader, resolve_device
+from .data import CachedImages, FileImages, make_loader
+from .devices import resolve_device
 from .errors import CheckpointError, DataError, PluginError
 from .io import json_number, write_json, write_text
 from .preprocess import normalize

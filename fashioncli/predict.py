@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .devices import check as check_device, check_name as check_device_name
 from .errors import CheckpointError, DataError
 from .heads import LABEL_SEP, decode as decode_heads, heads_from_json
 from .images import is_image_file, iter_image_files, read_resized
@@ -142,9 +143,11 @@ class OnnxEngine(Engine):
 
 def _ort_providers(ort, device):
     available = ort.get_available_providers()
-    device = str(device or "auto")
+    device = "auto" if device is None else check_device_name(device)
     if device == "cpu":
         return ["CPUExecutionProvider"]
+    if device != "auto":
+        check_device(device)  # this machine has it, before asking onnxruntime
     if device.startswith("cuda"):
         if "CUDAExecutionProvider" not in available:
             raise CheckpointError(f"device '{device}': this onnxruntime has no CUDA provider (has: {', '.join(available)})")
@@ -172,7 +175,7 @@ class _TorchEngine(Engine):
     def _device(self, device, threads):
         import torch
 
-        from .data import resolve_device
+        from .devices import resolve_device
 
         if threads:
             torch.set_num_threads(int(threads))

@@ -11,7 +11,7 @@ from urllib.parse import urljoin
 
 import yaml
 
-from .errors import RecipeError, did_you_mean
+from .errors import DeviceError, RecipeError, did_you_mean
 
 MAX_BASE_DEPTH = 16
 # What yaml.safe_load raises on hostile text: YAML syntax, impossible dates (2020-13-45 is a
@@ -227,6 +227,16 @@ def STR(value, path):
     return str(value)
 
 
+def DEVICE(value, path):
+    """A device name (cuda:x, tpu refused by key); whether this machine has it is checked when a run starts."""
+    from .devices import check_name
+
+    try:
+        return check_name(STR(value, path), what=path)
+    except DeviceError as exc:
+        raise RecipeError(str(exc)) from None
+
+
 def BOOL(value, path):
     if not isinstance(value, bool):
         raise RecipeError(f"{path}: expected true or false, got {value!r}")
@@ -361,7 +371,7 @@ SCHEMA = {
     "train": {
         "epochs": POS_INT,
         "seed": INT,
-        "device": STR,
+        "device": DEVICE,
         "amp": either(BOOL, choice("auto")),
         "deterministic": BOOL,
         "channels_last": BOOL,

@@ -14,8 +14,9 @@ from tqdm import tqdm
 from . import distributed as dist
 from . import recipe as recipes
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import CachedImages, build_augment, make_loader, resolve_device
+from .data import CachedImages, build_augment, make_loader
 from .dataset import PreparedDataset
+from .devices import check as check_device, resolve_device
 from .errors import FashionError, OutputError
 from .evaluate import run_model
 from .io import make_dir, remove_temporaries, write_text
@@ -347,7 +348,7 @@ def train(recipe, spec="run", resume=False, progress=True, replace=False):
     Under torchrun (or `fashion train --devices N`) every process runs this: rank 0 picks the run
     directory and writes to it, the others train beside it (distributed.py).
     """
-    device = dist.setup(recipe["train"]["device"])
+    device = dist.setup(check_device(recipe["train"]["device"]))  # a device not present: refused before any work
     try:
         run_dir = Path(dist.broadcast(str(run_directory(recipe, spec, resume, replace)) if dist.is_main() else None))
         trainer = Trainer(recipe, run_dir, progress=progress, device=device)  # data and model checked first
