@@ -8,9 +8,7 @@ whose rows read `unknown` beyond its rejection threshold):
 ``OnnxEngine`` (.onnx) needs only numpy, OpenCV and onnxruntime; torch is imported inside the
 torch engines only, so a deployment with onnxruntime alone can run this module.
 """
-import csv
 import glob
-import io
 import json
 import os
 import time
@@ -26,7 +24,7 @@ from tqdm import tqdm
 from .errors import CheckpointError, DataError
 from .heads import LABEL_SEP, decode as decode_heads, heads_from_json
 from .images import is_image_file, iter_image_files, read_resized
-from .io import ENCODING, dumps, output_error
+from .io import ENCODING, CsvReader, csv_text_of, dumps, output_error
 from .preprocess import normalize
 
 # Where exported models carry their classes and preprocessing (written by fashioncli.export).
@@ -387,7 +385,7 @@ def read_done(out, fmt, columns=COLUMNS):
     done = set()
     with open(out, newline="", **ENCODING) as f:
         if fmt == "csv":
-            reader = csv.DictReader(f)
+            reader = CsvReader(f)
             if tuple(reader.fieldnames or ()) != tuple(columns):
                 raise DataError(
                     f"cannot resume '{out}': its columns are {','.join(reader.fieldnames or [])}, "
@@ -445,9 +443,7 @@ class RowWriter:
 
 
 def _csv_line(values):
-    buf = io.StringIO()
-    csv.writer(buf).writerow(values)
-    return buf.getvalue()
+    return csv_text_of([values])
 
 
 def _error_text(error):
