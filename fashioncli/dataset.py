@@ -17,7 +17,6 @@
     <dir>/masks/<split>/*.png   segmentation: the checked class-index masks, in the prepared classes
     <dir>/cache/<size>/<split>.u8|.json   decoded images (see cache.py); <split>.mask.u8: masks
 """
-import csv
 import json
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from .cache import cached
 from .errors import DataError
 from .heads import heads_from_json
 from .images import ImageError, parse_box
-from .io import ENCODING
+from .io import ENCODING, CsvReader
 
 TASKS = ("classification", "multitask", "segmentation")
 
@@ -87,7 +86,7 @@ class PreparedDataset:
         path = self.root / f"{split}.csv"
         try:
             with open(path, newline="", **ENCODING) as f:
-                return list(csv.DictReader(f))
+                return list(CsvReader(f))
         except OSError as exc:
             raise DataError(f"cannot read '{path}': {exc.strerror}; run fashion prepare again") from None
 

@@ -7,8 +7,6 @@ for a prototype model that can reject) are scored as unseen: open-set AUROC and 
 ``run_model`` and ``classification_metrics`` are also what training uses to validate each epoch,
 so evaluation and validation measure the same thing.
 """
-import csv
-import io
 import time
 import warnings
 from contextlib import nullcontext
@@ -21,7 +19,7 @@ from .checkpoint import load_model, resolve_path, run_dir
 from .data import CachedImages, FileImages, make_loader
 from .devices import resolve_device
 from .errors import CheckpointError, DataError, PluginError
-from .io import json_number, write_json, write_text
+from .io import json_number, write_csv, write_json
 from .preprocess import normalize
 from .protect import check_output, model_files
 
@@ -218,26 +216,18 @@ def _data_root(meta, data):
 
 
 # -- outputs -----------------------------------------------------------------
-def _write_csv(path, header, rows):
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows(rows)
-    write_text(path, buf.getvalue())
-
-
 def _write_reports(out, metrics, classes, paths, probs, targets):
     from .plots import plot_confusion_matrix
 
     per_class = metrics["per_class"]
     columns = list(next(iter(per_class.values())))
-    _write_csv(out / "per_class.csv", ["class", *columns], [[c, *per_class[c].values()] for c in classes])
+    write_csv(out / "per_class.csv", ["class", *columns], [[c, *per_class[c].values()] for c in classes])
     matrix = metrics["confusion_matrix"]
-    _write_csv(out / "confusion_matrix.csv", ["true\\predicted", *classes],
+    write_csv(out / "confusion_matrix.csv", ["true\\predicted", *classes],
                [[c, *row] for c, row in zip(classes, matrix)])
     plot_confusion_matrix(matrix, classes, out / "confusion_matrix.png")
     score, predicted = probs.max(1)
-    _write_csv(out / "predictions.csv", ["path", "true", "predicted", "score"], [
+    write_csv(out / "predictions.csv", ["path", "true", "predicted", "score"], [
         [p, classes[t], classes[q], f"{s:.6f}"]
         for p, t, q, s in zip(paths, targets.tolist(), predicted.tolist(), score.tolist())
     ])

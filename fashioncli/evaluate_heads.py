@@ -10,9 +10,10 @@ import numpy as np
 
 from .data import CachedImages, make_loader
 from .errors import DataError
-from .evaluate import _write_csv, run_model
+from .evaluate import run_model
 from .head_metrics import multitask_metrics
 from .heads import LABEL_SEP, decode, heads_from_json
+from .io import write_csv
 
 SCALARS = ("support", "accuracy", "f1_macro", "auroc_macro", "map")
 
@@ -62,14 +63,14 @@ def _write_head_reports(out, heads, result):
         per = r.get("per_class") or r.get("per_label") or {}
         if per:
             columns = list(next(iter(per.values())))
-            _write_csv(out / name / "per_class.csv", ["class", *columns], [[c, *v.values()] for c, v in per.items()])
+            write_csv(out / name / "per_class.csv", ["class", *columns], [[c, *v.values()] for c, v in per.items()])
         if r.get("confusion_matrix"):
             matrix = r["confusion_matrix"]
-            _write_csv(out / name / "confusion_matrix.csv", ["true\\predicted", *head.classes],
+            write_csv(out / name / "confusion_matrix.csv", ["true\\predicted", *head.classes],
                        [[c, *row] for c, row in zip(head.classes, matrix)])
             if len(head.classes) <= 60:  # past that a picture is unreadable; the CSV has it all
                 plot_confusion_matrix(matrix, head.classes, out / name / "confusion_matrix.png")
-    _write_csv(out / "heads.csv", ["head", "type", *SCALARS], rows)
+    write_csv(out / "heads.csv", ["head", "type", *SCALARS], rows)
 
 
 def label_text(head, decoded, row):
@@ -100,4 +101,4 @@ def _write_predictions(path, heads, paths, probs, targets, thresholds):
             score = d["score"][i] if "score" in d else float(np.max(probs[name][i]))
             row += [_true_text(head, targets[name][i]), label_text(head, d, i), f"{score:.6f}"]
         rows.append(row)
-    _write_csv(path, header, rows)
+    write_csv(path, header, rows)

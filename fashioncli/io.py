@@ -4,7 +4,13 @@ and failing with OutputError naming the file (read-only folder, disk full), neve
 A file name that is not valid UTF-8 arrives as a str with lone surrogates (Python's
 ``surrogateescape``); outputs keep it exact, so a path in a CSV or JSON file still opens the file
 it names: text files store its original bytes (``ENCODING``), JSON \\u-escapes it (``dumps``).
+
+Text that names things the user chose (classes, file names, labels, errors) is escaped where a
+reader would take it as markup: a CSV cell a spreadsheet would run as a formula (``csv_cell``,
+undone by ``CsvReader``), a Markdown table cell (``md_cell``).
 """
+import csv
+import io
 import json
 import math
 import os
@@ -18,6 +24,11 @@ from .errors import OutputError
 ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}  # for open() and Path.read/write_text
 _TMP_SUFFIX = ".tmp"
 _SURROGATE = re.compile("[\ud800-\udfff]")  # never part of valid text: always a lone one here
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP, "CSV injection"); a
+# leading ' makes it text. A cell that starts with ' gets one more, so CsvReader undoes it exactly.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_ESCAPED_START = (*_FORMULA_START, "'")
+_LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 
 
 def output_error(path, exc):
@@ -92,3 +103,51 @@ def json_number(value):
     (NaN: JSON has no NaN)."""
     value = float(value)
     return None if math.isnan(value) else round(value, 6)
+
+
+def csv_cell(value):
+    """A CSV cell a spreadsheet shows as text: text that starts like a formula gets a leading '.
+    Numbers stay numbers (a negative score is not a formula)."""
+    if isinstance(value, str) and value.startswith(_ESCAPED_START):
+        return "'" + value
+    return value
+
+
+def csv_text(cell):
+    """The text ``csv_cell`` escaped."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_ESCAPED_START) else cell
+
+
+def csv_text_of(rows, lineterminator="\r\n"):
+    """Rows (header first) as CSV text, every cell through ``csv_cell``."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator=lineterminator).writerows([csv_cell(v) for v in row] for row in rows)
+    return buf.getvalue()
+
+
+def write_csv(path, header, rows, lineterminator="\r\n"):
+    """A CSV file (``csv_text_of``), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", **ENCODING) as f:
+        f.write(csv_text_of([header, *rows], lineterminator))
+
+
+class CsvReader(csv.DictReader):
+    """``csv.DictReader`` of a CSV that ``csv_text_of`` wrote: column names and cells unescaped."""
+
+    @property
+    def fieldnames(self):
+        if not hasattr(self, "_unescaped"):
+            names = csv.DictReader.fieldnames.fget(self)  # reads the header line
+            if names is None:
+                return None
+            self._unescaped = [csv_text(c) for c in names]
+        return self._unescaped
+
+    def __next__(self):
+        row = super().__next__()
+        return {k: csv_text(v) if isinstance(v, str) else v for k, v in row.items()}
+
+
+def md_cell(value):
+    """Text for one cell of a Markdown table: a | would end the cell, a line break the row."""
+    return _LINE_BREAK.sub(" ", str(value)).replace("|", "\\|")

@@ -1,5 +1,4 @@
 """PNG plots for run directories: confusion matrices and training curves (matplotlib, Agg)."""
-import csv
 import math
 
 import matplotlib
@@ -9,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from .io import ENCODING, CsvReader, atomic_path  # noqa: E402
 
 
 def save_figure(fig, path):
@@ -57,8 +56,8 @@ def plot_confusion_matrix(matrix, classes, path, normalize=True):
 
 def _read_columns(csv_path):
     """CSV -> {column: [float or nan]} for numeric columns; empty cells are nan."""
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    with open(csv_path, newline="", **ENCODING) as f:
+        rows = list(CsvReader(f))
     columns = {}
     for name in (rows[0].keys() if rows else ()):
         try:

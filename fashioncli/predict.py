@@ -9,9 +9,7 @@ program: only when trusted) run in PyTorch,
 ``OnnxEngine`` (.onnx) needs only numpy, OpenCV and onnxruntime; torch is imported inside the
 torch engines only, so a deployment with onnxruntime alone can run this module.
 """
-import csv
 import glob
-import io
 import json
 import os
 import time
@@ -27,7 +25,7 @@ from .devices import check as check_device, check_name as check_device_name
 from .errors import CheckpointError, DataError
 from .heads import LABEL_SEP, decode as decode_heads, heads_from_json
 from .images import is_image_file, iter_image_files, read_resized
-from .io import ENCODING, dumps, output_error
+from .io import ENCODING, CsvReader, csv_text_of, dumps, output_error
 from .preprocess import normalize
 from .protect import check_output, model_files
 
@@ -405,7 +403,7 @@ def read_done(out, fmt, columns=COLUMNS):
     done = set()
     with open(out, newline="", **ENCODING) as f:
         if fmt == "csv":
-            reader = csv.DictReader(f)
+            reader = CsvReader(f)
             if tuple(reader.fieldnames or ()) != tuple(columns):
                 raise DataError(
                     f"cannot resume '{out}': its columns are {','.join(reader.fieldnames or [])}, "
@@ -463,9 +461,7 @@ class RowWriter:
 
 
 def _csv_line(values):
-    buf = io.StringIO()
-    csv.writer(buf).writerow(values)
-    return buf.getvalue()
+    return csv_text_of([values])
 
 
 def _error_text(error):

@@ -6,7 +6,6 @@ import (plugin) -> clean (subset, duplicates, invalid boxes) -> split -> decode 
 ones -> <split>.csv, report, dataset.json (written last: a
 directory without it is not a prepared dataset, so an interrupted run is never mistaken for one).
 """
-import csv
 import inspect
 import shutil
 import statistics
@@ -23,7 +22,8 @@ from .dataset import FORMAT_VERSION
 from .errors import DataError, PluginError, did_you_mean
 from .images import ImageError, check_box, format_box
 from .importing import SPLITS, Imported, normalize_split
-from .io import ENCODING, atomic_path, is_temporary, make_dir, remove_temporaries, write_json, write_text
+from .io import is_temporary, make_dir, md_cell, remove_temporaries, write_csv, write_json, write_text
+from .labels import check_labels
 from .protect import inside
 
 # What prepare itself writes into <out>; anything else there means OUT points at the wrong folder.
@@ -63,6 +63,7 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         name, entry = _pick_importer(source, importer)
 
     imported = _run_importer(entry, source, out, importer_args)
+    warnings = check_labels(imported, source_str)  # before any image is decoded
     multitask, segmentation = imported.heads is not None, imported.masks is not None
     if multitask:
         if classes is not None:
@@ -75,6 +76,7 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         samples, problems, notes, readers = _clean_masks(imported)
     else:
         class_names, samples, problems, notes = _clean(imported, classes)
+    notes = warnings + notes
     has_boxes = any(box is not None for *_, box in samples)
     if has_boxes and multitask and "box" in heads:
         raise DataError("heads.box: 'box' names the bounding-box column of a prepared dataset; rename the head")
@@ -102,7 +104,7 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         lines = [(p, *labels) if multitask else (p, labels) for p, labels, _ in rows]
         if has_boxes:
             lines = [(*line, format_box(box)) for line, (_, _, box) in zip(lines, rows)]
-        _write_csv(out / f"{split}.csv", header + (["box"] if has_boxes else []), lines)
+        write_csv(out / f"{split}.csv", header + (["box"] if has_boxes else []), lines, lineterminator="\n")
     report = _report(splits, infos, class_names, problems, notes, name, source_str, image_size,
                      heads=heads if multitask else None, pixels=pixels if segmentation else None)
     write_json(out / "report.json", report)
@@ -130,6 +132,7 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         **({} if multitask or segmentation else {"counts": report["counts"]}), "problems": len(problems),
         "duplicates_across_splits": len(report["duplicates"]["across_splits"]),
         "image_size": image_size, "seconds": round(time.perf_counter() - started, 2),
+        **({"warnings": warnings} if warnings else {}),
     }
 
 
@@ -438,13 +441,6 @@ def _stratified_split(rows, fractions, seed):
     return out
 
 
-def _write_csv(path, header, rows):
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", **ENCODING) as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
 def _report(splits, infos, classes, problems, notes, importer, source, image_size, heads=None, pixels=None):
     if pixels is not None:  # segmentation: images that show each class
         counts = {s: dict(zip(classes, pixels[s][0])) for s in splits}
@@ -517,7 +513,7 @@ def _count_table(counts, classes, splits, totals=None):
     lines = ["| class | " + " | ".join(splits) + " | total |", "|---|" + "---:|" * (len(splits) + 1)]
     for c in classes:
         row = [counts[s][c] for s in splits]
-        lines.append(f"| {c} | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
+        lines.append(f"| {md_cell(c)} | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
     if totals:
         row = [totals[s] for s in splits]
         lines.append("| **total** | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
@@ -546,7 +542,7 @@ def _markdown(report, limit=50):
         lines += ["## Pixels", "", f"Pixel counts at {report['image_size']} px; frequency and median-frequency class "
                   "weights from train (use them as `loss.args.weight`).", "",
                   "| class | " + " | ".join(splits) + " | frequency | weight |", "|---|" + "---:|" * (len(splits) + 2)]
-        lines += [f"| {c} | " + " | ".join(str(report["pixels"][s][c]) for s in splits)
+        lines += [f"| {md_cell(c)} | " + " | ".join(str(report["pixels"][s][c]) for s in splits)
                   + f" | {report['pixel_frequency'][c]:.4%} | {report['class_weights'][c]:g} |" for c in report["classes"]]
         lines.append("")
     sizes = report["image_sizes"]

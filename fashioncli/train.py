@@ -1,6 +1,4 @@
 """`fashion train`: one recipe -> a run directory with checkpoints, metrics, curves and the resolved recipe."""
-import csv
-import io
 import random
 import time
 from contextlib import nullcontext
@@ -19,7 +17,7 @@ from .dataset import PreparedDataset
 from .devices import check as check_device, resolve_device
 from .errors import FashionError, OutputError
 from .evaluate import run_model
-from .io import make_dir, remove_temporaries, write_text
+from .io import make_dir, remove_temporaries, write_csv, write_text
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
 from .plugins import get
@@ -321,11 +319,7 @@ class Trainer:
     # -- outputs -----------------------------------------------------------
     def write_metrics(self):
         keys = list(dict.fromkeys(k for row in self.history for k in row))
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(self.history)
-        write_text(self.run_dir / "metrics.csv", buf.getvalue())
+        write_csv(self.run_dir / "metrics.csv", keys, [[row.get(k, "") for k in keys] for row in self.history])
         plot_curves(self.run_dir / "metrics.csv", self.run_dir / "curves.png")
 
     def report(self, row, best):

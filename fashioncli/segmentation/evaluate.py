@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from ..data import make_loader
 from ..errors import DataError
 from ..masks import read_index_mask, resize_mask
-from ..io import write_json
+from ..io import write_csv, write_json
 from ..preprocess import normalize
 from .metrics import confusion, segmentation_report
 from .render import colours_of, grid_png
@@ -53,7 +53,6 @@ def evaluate_segmentation(model, meta, root, split, out, batch_size, device, num
     """Score ``model`` on ``split`` of the prepared dataset ``root``; writes summary.json,
     per_class.csv, confusion_matrix.csv and grid.png into ``out``; returns the summary."""
     from ..dataset import PreparedDataset
-    from ..evaluate import _write_csv
 
     if not (root / "dataset.json").is_file():
         raise DataError(f"'{root}' is not a prepared dataset; segmentation eval needs masks: "
@@ -86,9 +85,9 @@ def evaluate_segmentation(model, meta, root, split, out, batch_size, device, num
                     samples.append((np.array(images[i]), resize_mask(mask, size, size), logits[j].argmax(0).cpu().numpy()))
     report = segmentation_report(conf, classes, class_sets_of(meta, (meta.get("recipe") or {}).get("eval", {}).get("class_sets")))
     out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "per_class.csv", ["class", "iou", "precision", "recall", "pixels", "predicted"],
+    write_csv(out / "per_class.csv", ["class", "iou", "precision", "recall", "pixels", "predicted"],
                [[r["class"], r["iou"], r["precision"], r["recall"], r["pixels"], r["predicted"]] for r in report["per_class"]])
-    _write_csv(out / "confusion_matrix.csv", ["truth \\ prediction", *classes],
+    write_csv(out / "confusion_matrix.csv", ["truth \\ prediction", *classes],
                [[c, *row] for c, row in zip(classes, conf.tolist())])
     write_json(out / "class_sets.json", report["class_sets"])  # each set's classes and per-class IoU
     grid_png(out / "grid.png", samples, colours_of(meta), classes)

@@ -19,7 +19,6 @@ or only another case) gets ``<stem>-<8 hex digits of a hash of its absolute path
 overwritten and a name does not depend on what else was predicted. An unreadable image gets an error
 row and no files. Files are written before their rows, so a row never names a missing file.
 """
-import csv
 import hashlib
 import json
 import os
@@ -31,7 +30,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..images import ImageError, decode_resized, read_file, read_image
-from ..io import ENCODING, atomic_path
+from ..io import ENCODING, CsvReader, atomic_path
 from ..masks import resize_mask
 
 # render.py (matplotlib) is imported where it is used: export needs only the metadata helpers here.
@@ -160,7 +159,7 @@ def written_names(out, fmt):
     names = set()
     with open(out, newline="", **ENCODING) as f:
         if fmt == "csv":
-            masks = (row.get("mask") for row in csv.DictReader(f))
+            masks = (row.get("mask") for row in CsvReader(f))
         else:
             masks = (_json_field(line, "mask") for line in f)
         names.update(Path(m).stem.casefold() for m in masks if m)
