@@ -69,7 +69,8 @@ def check(recipe, run_dir):
         listed = ", ".join(f"{k}: {_show(changes[k][0])} -> {_show(changes[k][1])}" for k in refused)
         raise RecipeError(
             f"--resume: the recipe differs from the run's '{saved_path}' where its checkpoint cannot follow "
-            f"({listed}); resume with the run's recipe, changing only {', '.join(CHANGEABLE)}, or train a new run"
+            f"({listed}); resume with the run's recipe, changing only {', '.join(c + '*' * c.endswith('.') for c in CHANGEABLE)}, "
+            "or train a new run"
         )
     return changes
 
