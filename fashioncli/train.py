@@ -15,14 +15,16 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import CachedImages, build_augment, make_loader
 from .dataset import PreparedDataset
 from .devices import check as check_device, resolve_device
-from .errors import FashionError, OutputError
+from .errors import CheckpointError, FashionError, OutputError
 from .evaluate import run_model
 from .io import make_dir, remove_temporaries, write_csv, write_text
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
 from .plugins import get
-from .runs import claim, run_directory
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
+from .resume import check as resume_changes
+from .resume import record as record_resume
+from .runs import claim, run_directory
 from .tasks import make_task
 
 
@@ -192,8 +194,13 @@ class Trainer:
             raise OutputError(f"{exc}; fix that and rerun with --resume to continue from the last checkpoint") from None
 
     def restore(self):
-        payload, _ = load_checkpoint(self.run_dir / "checkpoints" / "last.pt")
-        self.model.load_state_dict(payload["model"])
+        last = self.run_dir / "checkpoints" / "last.pt"
+        payload, _ = load_checkpoint(last)
+        try:  # the recipes matched (resume.py), but the dataset under data.root may have other classes
+            self.model.load_state_dict(payload["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"--resume: '{last}' does not fit the model the recipe and dataset build "
+                                  f"({' '.join(str(exc).split())[:300]})") from None
         if payload.get("stage") is not None:  # the schedule saved is that stage's
             self.enter_stage(payload["stage"])
         self.optimizer.load_state_dict(payload["optimizer"])
@@ -345,15 +352,20 @@ def train(recipe, spec="run", resume=False, progress=True, replace=False):
     device = dist.setup(check_device(recipe["train"]["device"]))  # a device not present: refused before any work
     try:
         run_dir = Path(dist.broadcast(str(run_directory(recipe, spec, resume, replace)) if dist.is_main() else None))
+        # None: nothing to resume from. Before anything is written: a refused change leaves the run as it was.
+        changes = resume_changes(recipe, run_dir) if resume else None
         trainer = Trainer(recipe, run_dir, progress=progress, device=device)  # data and model checked first
         if dist.is_main():
             with claim(run_dir, replace=replace and not resume):
                 make_dir(run_dir / "checkpoints")  # marks a run, even before its first epoch
                 for folder in (run_dir, run_dir / "checkpoints"):
                     remove_temporaries(folder)  # what a killed run was writing
-                write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
-        if resume and (run_dir / "checkpoints" / "last.pt").is_file():
+                if changes is None:  # a resumed run's recipe changes only once its checkpoint has loaded
+                    write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
+        if changes is not None:
             trainer.restore()
+            if dist.is_main():
+                record_resume(run_dir, recipe, changes, trainer.epoch)
         return trainer.fit()
     finally:
         dist.cleanup()
