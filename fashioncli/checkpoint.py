@@ -9,6 +9,7 @@ import yaml
 from . import __version__
 from .errors import CheckpointError
 from .io import atomic_path, write_json
+from .model_meta import check_outputs, parse_metadata
 
 FORMAT_VERSION = 1
 
@@ -70,7 +71,7 @@ def load_checkpoint(path):
         raise CheckpointError(f"'{path}' is not a fashion checkpoint or holds unsafe objects: {exc}") from None
     if not isinstance(payload, dict) or "model" not in payload or "meta_json" not in payload:
         raise CheckpointError(f"'{path}' is not a fashion checkpoint (no model weights and metadata)")
-    return payload, json.loads(payload["meta_json"])
+    return payload, parse_metadata(payload["meta_json"], path, checkpoint=True)
 
 
 def _is_program(path):
@@ -92,10 +93,56 @@ def build_model(meta):
     return get("models").create(spec["name"], **injected, **args)
 
 
+def _build(meta, path):
+    try:
+        return build_model(meta)
+    except Exception as exc:  # a factory given arguments it does not take raises anything
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"'{path}': its metadata describes a model that cannot be built ({first})") from None
+
+
+def _outputs(model, size):
+    """[(name, shape)] of what ``model`` returns for one image, as predict's engines return it."""
+    out = model.eval()(torch.empty(1, 3, size, size, device="meta"))
+    if isinstance(out, dict) and "distances" in out:  # a prototype model: probabilities, distance
+        return [("probabilities", out["logits"].shape), ("distance", out["logits"].shape[:1])]
+    if isinstance(out, dict):  # a multi-task model: its heads
+        return [(name, o.shape) for name, o in out.items()]
+    return [("probabilities", getattr(out, "shape", None))]
+
+
+def check_fits(weights, meta, path):
+    """The model the metadata describes, built on the meta device (no memory), against the
+    weights' shapes and the task and classes the metadata claims: a one-line error, not a
+    size-mismatch traceback or an allocation as large as a tampered size asks for."""
+    if not isinstance(weights, dict) or not all(torch.is_tensor(w) for w in weights.values()):
+        raise CheckpointError(f"'{path}': its model weights are not a mapping of tensors")
+    with torch.device("meta"):
+        model = _build(meta, path)
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"'{path}': the weights do not fit model '{meta['model']['name']}' its metadata "
+                              f"describes (missing: {', '.join(missing[:3]) or '-'}; unexpected: "
+                              f"{', '.join(unexpected[:3]) or '-'})")
+    for key, tensor in expected.items():
+        if tuple(tensor.shape) != tuple(weights[key].shape):
+            raise CheckpointError(
+                f"'{path}': its weights do not fit the model its metadata describes: {key} is "
+                f"{tuple(weights[key].shape)} in the file, {tuple(tensor.shape)} for the metadata's classes and model")
+    try:
+        with torch.no_grad():
+            outputs = _outputs(model, meta["preprocessing"]["image_size"])
+    except Exception:  # an operation without a meta kernel, or an input size the model refuses: built for
+        return  # real, the model meets the same input in predict and eval, which report it there
+    check_outputs(meta, path, outputs)
+
+
 def load_model(path, device="cpu"):
     """-> (model in eval mode, meta)."""
     payload, meta = load_checkpoint(path)
-    model = build_model(meta)
+    check_fits(payload["model"], meta, path)
+    model = _build(meta, path)
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:

@@ -26,6 +26,7 @@ from .errors import CheckpointError, DataError
 from .heads import LABEL_SEP, decode as decode_heads, heads_from_json
 from .images import is_image_file, iter_image_files, read_resized
 from .io import ENCODING, CsvReader, csv_text_of, dumps, output_error
+from .model_meta import check_outputs, parse_metadata
 from .preprocess import normalize
 from .protect import check_output, model_files
 
@@ -130,6 +131,8 @@ class OnnxEngine(Engine):
         except Exception as exc:  # onnxruntime raises its own types for unreadable graphs
             raise CheckpointError(f"cannot load ONNX model '{path}': {exc}") from None
         meta = _parse_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), path)
+        check_outputs(meta, path, [(o.name, o.shape) for o in self.session.get_outputs()],
+                      self.session.get_inputs()[0].shape)
         super().__init__(meta, path)
         self.input_name = self.session.get_inputs()[0].name
         if self.session.get_providers()[0] == "CPUExecutionProvider":  # its default: one per core
@@ -159,12 +162,7 @@ def _ort_providers(ort, device):
 def _parse_metadata(text, path):
     if not text:
         raise CheckpointError(f"'{path}' has no fashion metadata (classes, preprocessing); export it with `fashion export`")
-    try:
-        meta = json.loads(text)
-        meta["heads" if meta.get("task") == "multitask" else "classes"], meta["preprocessing"]["image_size"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"'{path}' has damaged fashion metadata ({exc}); export it again") from None
-    return meta
+    return parse_metadata(text, path)
 
 
 class _TorchEngine(Engine):
