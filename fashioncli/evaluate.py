@@ -326,7 +326,8 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
         tta = recipe_eval.get("tta")
     root = _data_root(meta, data)
     if out is not None:  # reports and pictures never land among the images or checkpoints they come from
-        check_output(out, files=model_files(checkpoint), folders=[root, checkpoint.parent], what="--out")
+        checkpoints = checkpoint.parent if checkpoint.parent.name == "checkpoints" else None
+        check_output(out, files=model_files(checkpoint), folders=[root, checkpoints], what="--out")
     task = meta.get("task", "classification")
     if task == "multitask":
         from .evaluate_heads import evaluate_heads
