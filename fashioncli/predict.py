@@ -27,6 +27,7 @@ from .errors import CheckpointError, DataError
 from .heads import LABEL_SEP, decode as decode_heads, heads_from_json
 from .images import is_image_file, iter_image_files, read_resized
 from .io import ENCODING, dumps, output_error
+from .locks import holding
 from .preprocess import normalize
 
 # Where exported models carry their classes and preprocessing (written by fashioncli.export).
@@ -535,6 +536,7 @@ class PerHead:
 
 
 # -- entry -------------------------------------------------------------------
+@holding("out")  # two commands writing one file would interleave their rows
 def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, num_workers=None,
             device="auto", threads=None, tta=None, hierarchy=True, overlay="jpg"):
     """Write one row per input image to ``out`` (CSV or JSONL) and return a summary.

@@ -20,6 +20,7 @@ from .dataset import PreparedDataset
 from .errors import FashionError, OutputError
 from .evaluate import run_model
 from .io import make_dir, remove_temporaries, write_text
+from .locks import Lock
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
 from .plugins import get
@@ -372,14 +373,15 @@ def train(recipe, spec="run", resume=False, progress=True):
     device = dist.setup(recipe["train"]["device"])
     try:
         run_dir = Path(dist.broadcast(str(run_directory(recipe, spec, resume)) if dist.is_main() else None))
-        trainer = Trainer(recipe, run_dir, progress=progress, device=device)
-        if dist.is_main():
-            make_dir(run_dir / "checkpoints")  # marks a run, even before its first epoch
-            for folder in (run_dir, run_dir / "checkpoints"):
-                remove_temporaries(folder)  # what a killed run was writing
-            write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
-        if resume and (run_dir / "checkpoints" / "last.pt").is_file():
-            trainer.restore()
-        return trainer.fit()
+        with Lock(run_dir) if dist.is_main() else nullcontext():  # a second train of this run is refused
+            trainer = Trainer(recipe, run_dir, progress=progress, device=device)
+            if dist.is_main():
+                make_dir(run_dir / "checkpoints")  # marks a run, even before its first epoch
+                for folder in (run_dir, run_dir / "checkpoints"):
+                    remove_temporaries(folder)  # what a killed run was writing
+                write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
+            if resume and (run_dir / "checkpoints" / "last.pt").is_file():
+                trainer.restore()
+            return trainer.fit()
     finally:
         dist.cleanup()
