@@ -1,7 +1,10 @@
 """Two commands on one run folder or one output file: the second refuses at once with a one-line
 error, the first finishes untouched; a lock left by a SIGKILLed command is taken over."""
 import csv
+import os
 import signal
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 
@@ -10,6 +13,7 @@ import numpy as np
 import pytest
 from helpers import fashion, finish, kill_when, make_image_folder, recipe_file, tiny_checkpoint
 
+from fashioncli.locks import Lock
 from fashioncli.prepare import prepare
 
 N_IMAGES = 1500
@@ -56,7 +60,8 @@ def paused(process, ready, timeout=120):
 def refused(process, holder):
     """The second command's exit: 1, and one line naming the pid of the command holding the path."""
     _, err = process.communicate(timeout=120)
-    return process.returncode == 1 and len(err.strip().splitlines()) == 1 and f"in use by fashion (pid {holder.pid}" in err
+    one_line = len(err.strip().splitlines()) == 1
+    return process.returncode == 1 and one_line and f"in use by fashion (pid {holder.pid}" in err
 
 
 def prediction_rows(out):
@@ -108,10 +113,36 @@ def test_lock_of_a_killed_predict_is_taken_over(images, tmp_path, tally):
     killed = kill_when(fashion(*args), lambda: lines(out) > 100)
     left = [p.name for p in tmp_path.iterdir() if p.name.endswith(".lock")]
     finish(fashion(*args, "--resume"))
-    tally.ran_concurrently()
+    tally.injected()
     tally.sent_signal()
     assert killed, "the prediction finished before the kill: it tested nothing"
     assert left, "the killed prediction left no lock behind: there was nothing to take over"
     paths = [row["path"] for row in prediction_rows(out)]
     assert tally.count_lost(N_IMAGES - len(set(paths)) + len(paths) - len(set(paths))) == 0
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".lock")]  # released on exit
+
+
+def test_lock_of_a_killed_command_is_not_kept_by_its_forked_worker(tmp_path, tally):
+    """A DataLoader worker forked by `fashion train` outlives a SIGKILL by seconds: it must not hold the lock."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import os, time\n"
+        "from fashioncli.locks import Lock\n"
+        f"Lock({str(tmp_path / 'run')!r}).acquire()\n"
+        "worker = os.fork()\n"
+        "if worker == 0:\n"
+        "    time.sleep(30)\n"
+        "    os._exit(0)\n"
+        "print(worker, flush=True)\n"
+        "time.sleep(30)\n"
+    )], stdout=subprocess.PIPE, text=True)
+    worker = int(holder.stdout.readline())
+    holder.kill()
+    holder.wait()
+    tally.injected()
+    tally.sent_signal()
+    try:
+        os.kill(worker, 0)  # the worker still runs, yet the lock is free
+        with Lock(tmp_path / "run"):
+            pass
+    finally:
+        os.kill(worker, signal.SIGKILL)
