@@ -21,6 +21,7 @@ from . import __version__
 from .checkpoint import resolve_path, run_dir
 from .errors import DataError, ExportError, FashionError
 from .io import atomic_path
+from .locks import Lock
 from .predict import CheckpointEngine, check_inputs, check_out, decode, iter_inputs, probabilities
 from .segmentation.predict import export_metadata, is_segmentation, mask_agreement
 
@@ -205,7 +206,7 @@ def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, a
     with torch.inference_mode():
         distance = reference.heads is None and isinstance(module(example), tuple)  # a prototype model's
     start = time.perf_counter()
-    with atomic_path(out) as tmp:
+    with Lock(out), atomic_path(out) as tmp:  # a second export into it is refused, not raced
         try:
             info = exporter.save(module, example, tmp, file_metadata(meta, source, distance), opset=opset) or {}
         except FashionError:

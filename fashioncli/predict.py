@@ -26,6 +26,7 @@ from .errors import CheckpointError, DataError
 from .heads import LABEL_SEP, decode as decode_heads, heads_from_json
 from .images import is_image_file, iter_image_files, read_resized
 from .io import ENCODING, CsvReader, csv_text_of, dumps, output_error
+from .locks import holding
 from .model_meta import check_outputs, parse_metadata
 from .preprocess import normalize
 from .protect import check_output, model_files
@@ -551,6 +552,7 @@ class PerHead:
 
 
 # -- entry -------------------------------------------------------------------
+@holding("out")  # two commands writing one file would interleave their rows
 def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, num_workers=None,
             device="auto", threads=None, tta=None, hierarchy=True, overlay="jpg", trust_torchscript=False):
     """Write one row per input image to ``out`` (CSV or JSONL) and return a summary.

@@ -18,6 +18,7 @@ from .devices import check as check_device, resolve_device
 from .errors import CheckpointError, FashionError, OutputError
 from .evaluate import run_model
 from .io import make_dir, remove_temporaries, write_csv, write_text
+from .locks import Lock
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
 from .plugins import get
@@ -352,20 +353,22 @@ def train(recipe, spec="run", resume=False, progress=True, replace=False):
     device = dist.setup(check_device(recipe["train"]["device"]))  # a device not present: refused before any work
     try:
         run_dir = Path(dist.broadcast(str(run_directory(recipe, spec, resume, replace)) if dist.is_main() else None))
-        # None: nothing to resume from. Before anything is written: a refused change leaves the run as it was.
-        changes = resume_changes(recipe, run_dir) if resume else None
-        trainer = Trainer(recipe, run_dir, progress=progress, device=device)  # data and model checked first
-        if dist.is_main():
-            with claim(run_dir, replace=replace and not resume):
-                make_dir(run_dir / "checkpoints")  # marks a run, even before its first epoch
-                for folder in (run_dir, run_dir / "checkpoints"):
-                    remove_temporaries(folder)  # what a killed run was writing
-                if changes is None:  # a resumed run's recipe changes only once its checkpoint has loaded
-                    write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
-        if changes is not None:
-            trainer.restore()
+        # First the lock: a second train of this run (a resume, a --replace) is refused before it reads or moves it.
+        with Lock(run_dir) if dist.is_main() else nullcontext():
+            # None: nothing to resume from. Before anything is written: a refused change leaves the run as it was.
+            changes = resume_changes(recipe, run_dir) if resume else None
+            trainer = Trainer(recipe, run_dir, progress=progress, device=device)  # data and model checked first
             if dist.is_main():
-                record_resume(run_dir, recipe, changes, trainer.epoch)
-        return trainer.fit()
+                with claim(run_dir, replace=replace and not resume):
+                    make_dir(run_dir / "checkpoints")  # marks a run, even before its first epoch
+                    for folder in (run_dir, run_dir / "checkpoints"):
+                        remove_temporaries(folder)  # what a killed run was writing
+                    if changes is None:  # a resumed run's recipe changes only once its checkpoint has loaded
+                        write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
+            if changes is not None:
+                trainer.restore()
+                if dist.is_main():
+                    record_resume(run_dir, recipe, changes, trainer.epoch)
+            return trainer.fit()
     finally:
         dist.cleanup()
