@@ -256,10 +256,9 @@ def _read_bytes(path):
     try:
         data = read_bytes(path)  # a regular file of bounded size: a FIFO or /dev/zero never hangs
     except UnreadableFile as exc:
-        reason = str(exc)
-        if reason == "file not found":
+        if exc.reason == "file not found":
             raise MaskError(f"mask '{path}' not found") from None
-        raise MaskError(f"cannot read mask '{path}': {reason.removeprefix('cannot read file: ')}") from None
+        raise MaskError(f"cannot read mask '{path}': {exc.reason}") from None
     if not data:
         raise MaskError(f"mask '{path}' is empty (0 bytes)")
     return data

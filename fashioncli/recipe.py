@@ -108,11 +108,12 @@ def _read(spec, relative_to=None, fetched=None):
         try:
             raw = read_bytes(location, MAX_BYTES)
         except UnreadableFile as exc:
-            raise RecipeError(f"cannot read recipe '{location}': {str(exc).removeprefix('cannot read file: ')}") from None
+            raise RecipeError(f"cannot read recipe '{location}': {exc.reason}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RecipeError(f"cannot read recipe '{location}': not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise RecipeError(f"cannot read recipe '{location}': not UTF-8 text "
+                          f"({exc.reason} at byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except _YAML_ERRORS as exc:  # PyYAML's messages span lines: the CLI prints errors as one

@@ -19,7 +19,12 @@ _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat
 
 
 class UnreadableFile(DataError):
-    """A file cannot be read; the message is the short reason (callers add the path)."""
+    """A file cannot be read. ``reason``: why, for a message that names the file ('Permission
+    denied', 'not a regular file (a FIFO)'); the message itself is the line of a report row."""
+
+    def __init__(self, reason, system=False):
+        super().__init__(f"cannot read file: {reason}" if system else reason)
+        self.reason = reason
 
 
 def size_text(n):
@@ -40,7 +45,7 @@ def read_bytes(path, limit=MAX_BYTES):
     except IsADirectoryError:
         raise UnreadableFile("is a folder, not a file") from None
     except OSError as exc:
-        raise UnreadableFile(f"cannot read file: {exc.strerror or exc}") from None
+        raise UnreadableFile(exc.strerror or str(exc), system=True) from None
 
 
 def _check(info, limit):

@@ -2,6 +2,7 @@
 trickles, redirects or sends too much, YAML aliases that expand a few bytes into gigabytes and
 keys thousands of levels deep all end, quickly, in an error row or a one-line error."""
 import csv
+import json
 import os
 import resource
 import subprocess
@@ -13,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
-from helpers import fashion, tiny_checkpoint, write_images
+from helpers import fashion, make_image_folder, tiny_checkpoint, write_images
 
 from fashioncli.download import DEADLINE_ENV
 from fashioncli.errors import RecipeError
@@ -24,37 +25,54 @@ LEAF = {"data": {"root": "somewhere"}, "model": {"name": "timm", "args": {"backb
 
 
 def _limit_memory():
-    """In the predict process: 8 GiB of address space, so a read of /dev/zero that a regression
+    """In the command's process: 4 GiB of address space, so a read of /dev/zero that a regression
     lets grow fails in seconds instead of taking the machine's memory."""
-    resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+
+# What each special file must be reported as; write_specials makes them.
+SPECIAL = {"x.jpg": "not a regular file (a FIFO)", "y.jpg": "not a regular file (a character device)",
+           "z.jpg": "file larger than 256 MiB"}
+
+
+def write_specials(folder):
+    os.mkfifo(folder / "x.jpg")  # opening it would wait for a writer that never comes
+    os.symlink("/dev/zero", folder / "y.jpg")  # endless zeros
+    with open(folder / "z.jpg", "wb") as f:  # sparse: no disk used, but larger than any read allowed
+        f.truncate(MAX_FILE_BYTES + 1)
+
+
+def run_bounded(*args, timeout=120):
+    """`fashion ARGS` with 4 GiB of address space; fails (and kills it) if it still runs after ``timeout``."""
+    process = fashion(*args, preexec_fn=_limit_memory)
+    try:
+        _, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail(f"`fashion {args[0]}` still waiting after {timeout} s")
+    assert process.returncode == 0, err[-3000:]
 
 
 def test_predict_gives_a_fifo_dev_zero_and_a_huge_file_an_error_row(tmp_path, tally):
     folder = tmp_path / "photos"
     good = write_images(folder, 2)
-    os.mkfifo(folder / "x.jpg")  # opening it would wait for a writer that never comes
-    os.symlink("/dev/zero", folder / "y.jpg")  # endless zeros
-    with open(folder / "z.jpg", "wb") as f:  # sparse: no disk used, but larger than any read allowed
-        f.truncate(MAX_FILE_BYTES + 1)
-    tally.tried(3)
+    write_specials(folder)
+    tally.tried(len(SPECIAL))
     out = tmp_path / "predictions.csv"
-    process = fashion("predict", tiny_checkpoint(tmp_path), folder, "-o", out, "--workers", "2",
-                      preexec_fn=_limit_memory)
-    try:
-        _, err = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
-        pytest.fail("predict still waiting after 120 s")
-    assert process.returncode == 0, err[-3000:]
+    run_bounded("predict", tiny_checkpoint(tmp_path), folder, "-o", out, "--workers", "2")
     with open(out, newline="", encoding="utf-8") as f:
         errors = {os.path.basename(r["path"]): r["error"] for r in csv.DictReader(f)}
-    assert errors == {
-        **{p.name: "" for p in good},
-        "x.jpg": "not a regular file (a FIFO)",
-        "y.jpg": "not a regular file (a character device)",
-        "z.jpg": "file larger than 256 MiB",
-    }
+    assert errors == {**{p.name: "" for p in good}, **SPECIAL}
+
+
+def test_prepare_reports_a_fifo_dev_zero_and_a_huge_file(tmp_path, tally):
+    src = make_image_folder(tmp_path / "src", per_class=4, size=16)
+    write_specials(src / "red")
+    tally.tried(len(SPECIAL))
+    run_bounded("prepare", src, tmp_path / "prepared", "--image-size", "16")
+    report = json.loads((tmp_path / "prepared" / "report.json").read_text(encoding="utf-8"))
+    assert {os.path.basename(p["path"]): p["reason"] for p in report["problems"]} == SPECIAL
 
 
 # -- recipes over http, from 127.0.0.1 only -------------------------------------
@@ -174,7 +192,8 @@ def test_a_remote_recipe_takes_bundled_bases_and_its_own_relative_ones(tmp_path,
 
 # -- YAML that grows ---------------------------------------------------------------
 # 9**9 'lol's from about 500 bytes: each level an alias of the one before, nine times.
-LAUGHS = "{" + ", ".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i > 1 else 'lol'] * 9)}]" for i in range(1, 10)) + "}"
+LAUGHS = "{" + ", ".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i > 1 else 'lol'] * 9)}]"
+                         for i in range(1, 10)) + "}"
 EXPANDING = {
     "laughs": f"data: {{root: x, prepare: {{args: {LAUGHS}}}}}",
     "self-reference": "data: {root: x, prepare: {args: &a [*a]}}",  # nests forever once written out
