@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DataError
+from .userfiles import UnreadableFile, read_bytes
 
 # What `fashion` looks for in folders; anything else (README, .DS_Store, labels) is ignored.
 IMAGE_EXTENSIONS = frozenset(
@@ -44,15 +45,12 @@ def read_image(path, max_pixels=MAX_PIXELS):
 
 
 def read_file(path):
-    """A file's bytes, or ImageError with the reason it cannot be read."""
+    """A file's bytes, or ImageError with the reason it cannot be read (only regular files, at
+    most ``userfiles.MAX_BYTES``: a FIFO or /dev/zero named like a photo never hangs a command)."""
     try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ImageError("file not found") from None
-    except IsADirectoryError:
-        raise ImageError("is a folder, not a file") from None
-    except OSError as exc:
-        raise ImageError(f"cannot read file: {exc.strerror or exc}") from None
+        return read_bytes(path)
+    except UnreadableFile as exc:
+        raise ImageError(str(exc)) from None
 
 
 def decode_image(data, max_pixels=MAX_PIXELS):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DataError
+from .userfiles import UnreadableFile, read_bytes
 
 SPLITS = ("train", "val", "test")
 # Publishers name their splits many ways; prepared datasets always use SPLITS.
@@ -226,9 +227,9 @@ def drop_copies(listed, problems):
     first, kept = {}, []
     for path, split, folder in listed:
         try:
-            digest = hashlib.sha1(path.read_bytes()).hexdigest()
-        except OSError as exc:
-            problems.append({"path": str(path), "reason": f"cannot read file: {exc.strerror or exc}"})
+            digest = hashlib.sha1(read_bytes(path)).hexdigest()
+        except UnreadableFile as exc:
+            problems.append({"path": str(path), "reason": str(exc)})
             continue
         other = first.setdefault(digest, (path, split))
         if other[1] != split:

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from .errors import DataError
+from .userfiles import UnreadableFile, read_bytes
 
 PALETTE_FILE = "class_dict.csv"
 # Lossless formats only: a JPEG mask would invent colours and indices at every edge.
@@ -253,11 +254,11 @@ def describe_unknown(unknown, limit=4):
 # -- helpers -------------------------------------------------------------------
 def _read_bytes(path):
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise MaskError(f"mask '{path}' not found") from None
-    except OSError as exc:
-        raise MaskError(f"cannot read mask '{path}': {exc.strerror or exc}") from None
+        data = read_bytes(path)  # a regular file of bounded size: a FIFO or /dev/zero never hangs
+    except UnreadableFile as exc:
+        if exc.reason == "file not found":
+            raise MaskError(f"mask '{path}' not found") from None
+        raise MaskError(f"cannot read mask '{path}': {exc.reason}") from None
     if not data:
         raise MaskError(f"mask '{path}' is empty (0 bytes)")
     return data

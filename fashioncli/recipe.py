@@ -5,15 +5,20 @@ Recipes are data only: YAML goes through ``yaml.safe_load`` and nothing in a rec
 import copy
 import importlib.resources
 import math
-import urllib.request
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import yaml
 
-from .errors import DeviceError, RecipeError, did_you_mean
+from .errors import DataError, DeviceError, RecipeError, did_you_mean
+from .userfiles import UnreadableFile, read_bytes
 
 MAX_BASE_DEPTH = 16
+MAX_BYTES = 4 << 20  # a recipe file or URL; a larger one is refused, never cut
+# YAML aliases repeat a piece without copying it: 500 bytes can stand for 400 MB once written as
+# JSON metadata. The tree as written out (nodes plus characters) and its nesting are bounded.
+MAX_EXPANDED = 2 * MAX_BYTES  # no recipe within MAX_BYTES reaches it without aliases
+MAX_NESTING = 32
 # What yaml.safe_load raises on hostile text: YAML syntax, impossible dates (2020-13-45 is a
 # timestamp to YAML), nesting deeper than Python's stack.
 _YAML_ERRORS = (yaml.YAMLError, ValueError, RecursionError)
@@ -41,39 +46,74 @@ def _is_file(path):
         return False
 
 
+def _bundled(spec):
+    """The bundled recipe called ``spec`` ('name', 'name.yaml', '_base/x.yaml'), or None; never a
+    path outside the bundled folder (a remote recipe may name bundled bases, nothing else local)."""
+    root = bundled_dir().resolve()
+    try:
+        path = (root / (spec if spec.endswith(".yaml") else f"{spec}.yaml")).resolve()
+    except (OSError, ValueError):
+        return None
+    return str(path) if path.is_relative_to(root) and _is_file(path) else None
+
+
 def _locate(spec, relative_to=None):
     """A URL, or an existing file, or a bundled recipe ('name', 'name.yaml', '_base/x.yaml')."""
+    if relative_to is not None and _is_url(relative_to):
+        return _locate_remote_base(spec, relative_to)
     if relative_to is not None and not _is_url(spec) and not Path(spec).is_absolute():
-        if _is_url(relative_to):
-            return urljoin(relative_to, spec)
         sibling = Path(relative_to).parent / spec
         if _is_file(sibling):
             return str(sibling)
     if _is_url(spec) or _is_file(spec):
         return spec
-    bundled = bundled_dir() / (spec if spec.endswith(".yaml") else f"{spec}.yaml")
-    if _is_file(bundled):
-        return str(bundled)
+    bundled = _bundled(spec)
+    if bundled:
+        return bundled
     names = bundled_names()
     raise RecipeError(
         f"recipe '{spec}' is neither a file nor a bundled recipe{did_you_mean(spec, names)}; bundled: {', '.join(names)}"
     )
 
 
-def _read(spec, relative_to=None):
-    """-> (dict, location) for a bundled name, a path or an http(s) URL."""
+def _locate_remote_base(spec, url):
+    """A base named by a recipe from ``url``: a URL, a bundled recipe by name, or a path relative to
+    ``url``. Never a local file: a server must not make `fashion` read (and echo) /etc/passwd."""
+    if _is_url(spec):
+        return spec
+    bundled = _bundled(spec)
+    if bundled:
+        return bundled
+    if urlsplit(spec).scheme or Path(spec).is_absolute() or spec.startswith(("/", "\\", "~")):
+        raise RecipeError(f"base: '{spec}' in '{url}': a recipe from a URL may name URLs, bundled recipes "
+                          f"or paths relative to itself, not local files")
+    return urljoin(url, spec)
+
+
+def _read(spec, relative_to=None, fetched=None):
+    """-> (dict, location) for a bundled name, a path or an http(s) URL; ``fetched`` holds the
+    text of each URL already fetched by this load, so each is fetched once."""
     location = _locate(str(spec), relative_to)
+    fetched = {} if fetched is None else fetched
     if _is_url(location):
-        try:
-            with urllib.request.urlopen(location, timeout=15) as resp:
-                text = resp.read(4 * 1024 * 1024).decode("utf-8")
-        except Exception as exc:
-            raise RecipeError(f"cannot fetch recipe '{location}': {exc}") from None
+        from .download import fetch
+
+        if location not in fetched:
+            try:
+                fetched[location] = fetch(location, MAX_BYTES)
+            except DataError as exc:
+                raise RecipeError(f"cannot fetch recipe '{location}': {exc}") from None
+        raw = fetched[location]
     else:
         try:
-            text = Path(location).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RecipeError(f"cannot read recipe '{location}': {getattr(exc, 'strerror', None) or exc}") from None
+            raw = read_bytes(location, MAX_BYTES)
+        except UnreadableFile as exc:
+            raise RecipeError(f"cannot read recipe '{location}': {exc.reason}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"cannot read recipe '{location}': not UTF-8 text "
+                          f"({exc.reason} at byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except _YAML_ERRORS as exc:  # PyYAML's messages span lines: the CLI prints errors as one
@@ -82,7 +122,36 @@ def _read(spec, relative_to=None):
         data = {}
     if not isinstance(data, dict):
         raise RecipeError(f"recipe '{location}' must be a mapping of keys, not {type(data).__name__}")
+    check_size(data, f"recipe '{location}'")
     return data, location
+
+
+def check_size(data, what):
+    """RecipeError when ``data``, written out in full (YAML aliases repeated), would exceed
+    MAX_EXPANDED nodes plus characters or nest deeper than MAX_NESTING (a self-referring alias
+    nests forever). Shared pieces are measured once, so this takes time in the size of the YAML."""
+    sizes = {}
+
+    def size(node, depth):
+        if isinstance(node, str):
+            return 1 + len(node)
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if depth >= MAX_NESTING:
+            raise RecipeError(f"{what} nests deeper than {MAX_NESTING} levels (or a YAML alias refers to itself)")
+        items = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        total = 1
+        for item in items:
+            total += size(item, depth + 1)
+            if total > MAX_EXPANDED:
+                raise RecipeError(f"{what} expands to more than {MAX_EXPANDED:,} values and characters "
+                                  f"(YAML aliases repeating a large piece?)")
+        sizes[id(node)] = total
+        return total
+
+    size(data, 0)
 
 
 def merge(base, delta):
@@ -96,7 +165,7 @@ def merge(base, delta):
     return out
 
 
-def _resolve_bases(data, location, depth=0, seen=()):
+def _resolve_bases(data, location, depth=0, seen=(), fetched=None):
     if depth > MAX_BASE_DEPTH or location in seen:
         raise RecipeError(f"base: recipe '{location}' inherits from itself or nests deeper than {MAX_BASE_DEPTH}")
     bases = data.pop("base", None)
@@ -108,8 +177,8 @@ def _resolve_bases(data, location, depth=0, seen=()):
         raise RecipeError(f"base: in '{location}' must be a path or a list of paths")
     merged = {}
     for b in bases:
-        bdata, bloc = _read(b, relative_to=location)
-        merged = merge(merged, _resolve_bases(bdata, bloc, depth + 1, seen + (location,)))
+        bdata, bloc = _read(b, relative_to=location, fetched=fetched)
+        merged = merge(merged, _resolve_bases(bdata, bloc, depth + 1, seen + (location,), fetched))
     return merge(merged, data)
 
 
@@ -119,6 +188,8 @@ def parse_override(text):
         raise RecipeError(f"--set '{text}': expected KEY=VALUE, e.g. --set train.epochs=3")
     key, raw = text.split("=", 1)
     parts = key.strip().split(".")
+    if len(parts) > MAX_NESTING:
+        raise RecipeError(f"--set '{key[:40]}...': the key has {len(parts)} levels; recipes nest at most {MAX_NESTING}")
     if not all(parts):
         raise RecipeError(f"--set '{text}': empty part in key '{key}'")
     try:
@@ -144,11 +215,13 @@ def apply_overrides(data, overrides):
 
 def load_recipe(spec, overrides=(), validate_components=True):
     """Bundled name, path or URL -> the resolved, validated recipe dict."""
-    data, location = _read(spec)
-    data = _resolve_bases(data, location)
+    fetched = {}
+    data, location = _read(spec, fetched=fetched)
+    data = _resolve_bases(data, location, fetched=fetched)
     if _is_url(location):  # before --set: the user's own command line may still choose any folder
         _check_remote_output(data, location)
     data = apply_overrides(data, overrides)
+    check_size(data, "the recipe with its bases and --set values")
     return validate(data, check_components=validate_components)
 
 

@@ -27,15 +27,17 @@ def unreadable_for_root():
     if not (hasattr(os, "geteuid") and os.geteuid() == 0):
         yield
         return
-    real = pathlib.Path.read_bytes
+    from fashioncli import userfiles
 
-    def read_bytes(self):
-        if self.name == UNREADABLE:
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
-        return real(self)
+    real = userfiles._read
+
+    def read(path, limit):
+        if os.path.basename(path) == UNREADABLE:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real(path, limit)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pathlib.Path, "read_bytes", read_bytes)
+        mp.setattr(userfiles, "_read", read)
         yield
 
 
