@@ -204,10 +204,10 @@ def test_unwritable_outputs_are_one_line_errors(case, model, tiny_prepared, tmp_
         "predict-full": (["predict", model, tiny_prepared.parent / "src", "-o", "/dev/full"],
                          "cannot write '/dev/full': No space left on device"),
         "predict-under-a-file": (["predict", model, tiny_prepared.parent / "src", "-o", under / "p.csv"],
-                                 f"cannot write '{under / 'p.csv'}'"),
+                                 f"cannot write '{under}'"),  # its folder, made first for the lock
         "prepare-under-a-file": (["prepare", tiny_prepared.parent / "src", under], f"cannot write '{under}'"),
         "train-under-a-file": (["train", recipe_file(tmp_path, tiny_prepared, output__dir=str(under))],
-                               f"cannot write '{under / 'tiny'}'"),  # the run folder, made first
+                               f"cannot write '{under}'"),  # the runs folder, made first for the lock
     }[case]
     if case.endswith("read-only"):
         read_only(monkeypatch)

@@ -118,7 +118,7 @@ def test_replace_takes_the_place_of_a_run_only_once_the_new_one_writes(finished_
 
     def fit(self):  # the new run is writing: the old one must be gone, and nothing left aside
         seen.append(sorted(p.name for p in finished_run.iterdir()))
-        seen.append([p.name for p in finished_run.parent.iterdir() if p.name.startswith(".")])
+        seen.append([p.name for p in finished_run.parent.iterdir() if ".replaced-" in p.name])
         return real(self)
 
     monkeypatch.setattr(training.Trainer, "fit", fit)
