@@ -10,7 +10,7 @@ setup(
     # plugins/ installs as `fashion_plugins`: a bare `plugins` would claim a generic name in site-packages.
     packages=[
         "fashioncli",
-        "fashioncli.segmentation",
+        "fashioncli.tasks.segmentation",
         "fashion_plugins",
         "fashion_plugins.models",
         "fashion_plugins.losses",

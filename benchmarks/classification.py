@@ -77,8 +77,8 @@ def loader_only(args, prepared, work):
 def forward_only(run_dir, files, args):
     """The ceiling: the model on tensors already in memory, no decode, no output."""
     from fashioncli.checkpoint import load_model
-    from fashioncli.data import FileImages
-    from fashioncli.preprocess import normalize
+    from fashioncli.data.loaders import FileImages
+    from fashioncli.data.preprocess import normalize
 
     model, meta = load_model(run_dir)
     model = model.to(memory_format=torch.channels_last)
@@ -99,7 +99,7 @@ def forward_only(run_dir, files, args):
 
 def main():
     args = common.parser(__doc__).parse_args()
-    from fashioncli.dataset import PreparedDataset
+    from fashioncli.data.dataset import PreparedDataset
     from fashioncli.predict import predict
 
     print(common.machine())

@@ -108,7 +108,7 @@ def fashion_train(args, prepared, work):
 
 def predict_files(src, n):
     """The predict measures' images: ``n`` files evenly spaced over --data (every class represented)."""
-    from fashioncli.images import iter_image_files
+    from fashioncli.data.images import iter_image_files
 
     return spread(list(iter_image_files(src)), n)
 

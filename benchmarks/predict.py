@@ -72,7 +72,7 @@ def engines(model, onnx, files, args, work):
 
 def memory(model, onnx, args, work):
     """-> table rows: per engine, the first --memory-first images (.txt list) then the whole folder."""
-    from fashioncli.images import iter_image_files
+    from fashioncli.data.images import iter_image_files
 
     folder = Path(args.memory_data)
     files = list(iter_image_files(folder))

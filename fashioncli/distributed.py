@@ -104,7 +104,7 @@ def shard(size):
 
 def gather_outputs(indices, outputs, targets):
     """Every rank's (indices, outputs, targets) -> on rank 0 the whole set in index order, elsewhere None."""
-    from .tasks import concat, rows_of
+    from .tasks.base import concat, rows_of
 
     if not active():
         return outputs, targets

@@ -23,7 +23,8 @@ from .errors import DataError, ExportError, FashionError
 from .io import atomic_path
 from .locks import Lock
 from .predict import CheckpointEngine, check_inputs, check_out, decode, iter_inputs, probabilities
-from .segmentation.predict import export_metadata, is_segmentation, mask_agreement
+from .tasks import task_of
+from .tasks.segmentation.predict import export_metadata, is_segmentation, mask_agreement
 
 FORMAT_VERSION = 1
 CHECK_IMAGES = 16
@@ -86,7 +87,7 @@ def default_out(checkpoint, suffix):
 
 def _test_split_paths(meta):
     """Images of the checkpoint's own test split, if its prepared dataset is still there."""
-    from .dataset import PreparedDataset
+    from .data.dataset import PreparedDataset
 
     root = ((meta.get("recipe") or {}).get("data") or {}).get("root")
     try:
@@ -193,9 +194,8 @@ def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, a
     source = resolve_path(checkpoint)
     reference = CheckpointEngine(source, device="cpu")
     meta = reference.meta
-    if meta.get("task", "classification") not in ("classification", "multitask", "segmentation"):
-        raise ExportError(f"'{source}' is a {meta['task']} checkpoint; export handles classification, multi-task "
-                          "and segmentation")
+    if not task_of(meta).exportable:
+        raise ExportError(f"'{source}' is a {meta['task']} checkpoint, which `fashion export` cannot write")
     out = Path(out) if out else default_out(source, exporter.suffix)
     check_out(out, [] if not check_images else check_inputs(check_images), checkpoint)  # as predict's -o
     images, origin = sample_images(check_images, meta, reference.image_size)

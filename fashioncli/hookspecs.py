@@ -6,6 +6,11 @@ hookimpl = pluggy.HookimplMarker("fashion")
 
 
 @hookspec
+def register_tasks(register):
+    """Register tasks (a ``fashioncli.tasks.base.Task`` subclass): ``register(name, task_class)``."""
+
+
+@hookspec
 def register_models(register):
     """Register model factories: ``register(name, factory)``."""
 

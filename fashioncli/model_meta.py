@@ -10,9 +10,9 @@ really outputs. torch-free: an onnxruntime-only deployment runs it.
 import json
 import math
 
-from .dataset import TASKS
-from .errors import CheckpointError
-from .heads import HEAD_TYPES
+from .errors import CheckpointError, UnknownNameError
+from .tasks import task_of
+from .tasks.multitask.heads import HEAD_TYPES
 
 MAX_CLASSES = 100_000  # per model (all heads together): far above any label set, far below a bad allocation
 IMAGE_SIZES = (8, 4096)  # the smallest and largest side a model's input may have
@@ -127,8 +127,10 @@ def check_metadata(meta, source, checkpoint=False):
     if not isinstance(meta, dict):
         raise _fail(source, f"it is {_kind(meta)}, not a mapping")
     task = meta.get("task", "classification")
-    if task not in TASKS:
-        raise _fail(source, f"task {_show(task)} is not one of {', '.join(TASKS)}")
+    try:
+        task_of(meta)
+    except UnknownNameError as exc:
+        raise _fail(source, f"task {_show(task)}: {exc}") from None
     widths = _labels(meta, task, source)
     _preprocessing(meta, source)
     rejection = _mapping(meta, "rejection", source, required=False)

@@ -12,6 +12,7 @@ from .registry import KINDS, Registry
 
 # Built-in plugins register exactly like third-party ones; only their origin differs.
 BUILTIN_PLUGINS = (
+    "fashioncli.tasks",
     "fashion_plugins.models.timm_models",
     "fashion_plugins.models.multihead",
     "fashion_plugins.models.prototype",

@@ -23,12 +23,12 @@ from tqdm import tqdm
 
 from .devices import check as check_device, check_name as check_device_name
 from .errors import CheckpointError, DataError
-from .heads import LABEL_SEP, decode as decode_heads, heads_from_json
-from .images import is_image_file, iter_image_files, read_resized
+from .tasks.multitask.heads import LABEL_SEP, decode as decode_heads, heads_from_json
+from .data.images import is_image_file, iter_image_files, read_resized
 from .io import ENCODING, CsvReader, csv_text_of, dumps, output_error
 from .locks import holding
 from .model_meta import check_outputs, parse_metadata
-from .preprocess import normalize
+from .data.preprocess import normalize
 from .protect import check_output, model_files
 
 # Where exported models carry their classes and preprocessing (written by fashioncli.export).
@@ -249,7 +249,7 @@ def probabilities(out, heads=None):
     probabilities; a tuple of each head's softmax or sigmoid (in the heads' order) for a multi-task
     model; (probabilities, (N,) distance to the nearest prototype) for a prototype model."""
     if isinstance(out, dict) and "distances" in out:
-        from .openset import min_distance
+        from .tasks.prototype.openset import min_distance
 
         return out["logits"].softmax(1), min_distance(out["distances"])
     if heads is None:
@@ -576,7 +576,7 @@ def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, n
     if tta is None:
         tta = ((engine.meta.get("recipe") or {}).get("eval") or {}).get("tta")
     if segmentation:  # masks, overlays and class areas: segmentation/predict.py
-        from .segmentation.predict import MaskRows
+        from .tasks.segmentation.predict import MaskRows
         from .tta import check_per_pixel
 
         layout, k = MaskRows(engine.meta, out, fmt, overlay, num_workers), None

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .archives import extract, is_archive
-from .cache import build_cache, default_workers, keep_rows, open_cache
-from .dataset import FORMAT_VERSION
+from .data.archives import extract, is_archive
+from .data.cache import build_cache, default_workers, keep_rows, open_cache
+from .data.dataset import FORMAT_VERSION
 from .errors import DataError, PluginError, did_you_mean
-from .images import ImageError, check_box, format_box
-from .importing import SPLITS, Imported, normalize_split
+from .data.images import ImageError, check_box, format_box
+from .data.importing import SPLITS, Imported, normalize_split
 from .io import is_temporary, make_dir, md_cell, remove_temporaries, write_csv, write_json, write_text
-from .labels import check_labels
+from .data.labels import check_labels
 from .protect import inside
 
 # What prepare itself writes into <out>; anything else there means OUT points at the wrong folder.
@@ -70,7 +70,7 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
             raise DataError("classes: a multi-task source keeps every class; choose its heads instead")
         heads, samples, problems, notes = _clean_heads(imported)
     elif segmentation:
-        from .segmentation.prepare import cache_masks, class_mapping, dataset_meta
+        from .tasks.segmentation.prepare import cache_masks, class_mapping, dataset_meta
 
         class_names, lut = class_mapping(imported.classes, classes, other_classes, imported.class_sets)
         samples, problems, notes, readers = _clean_masks(imported)
@@ -306,7 +306,7 @@ def _clean_heads(imported):
     Cells are the text a prepared <split>.csv holds: '' for a missing label, labels joined by
     LABEL_SEP for a multilabel head ('|' alone: known, with no label).
     """
-    from .heads import LABEL_SEP
+    from .tasks.multitask.heads import LABEL_SEP
 
     heads = dict(imported.heads)
     problems, seen, samples = list(imported.problems), set(), []
@@ -351,7 +351,7 @@ def _clean_masks(imported):
 def _finish_heads(declared, rows, notes):
     """Heads with their classes (declared, else the values seen) and, for a head with a parent,
     each class's parent class (the most common one; disagreements become notes)."""
-    from .heads import LABEL_SEP, Head
+    from .tasks.multitask.heads import LABEL_SEP, Head
 
     names = list(declared)
     heads = {}
@@ -479,7 +479,7 @@ def _report(splits, infos, classes, problems, notes, importer, source, image_siz
 
 def _pixel_section(pixels, classes):
     """Segmentation: class pixel frequencies per split and training class weights."""
-    from .segmentation.prepare import class_weights
+    from .tasks.segmentation.prepare import class_weights
 
     train = pixels.get("train", next(iter(pixels.values())))[1]
     total = max(1, sum(train))
@@ -492,7 +492,7 @@ def _pixel_section(pixels, classes):
 
 def _head_counts(splits, heads):
     """{head: {split: {class: images, "(missing)": images}}}."""
-    from .heads import LABEL_SEP
+    from .tasks.multitask.heads import LABEL_SEP
 
     out = {}
     for i, (name, head) in enumerate(heads.items()):

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from .errors import OutputError
-from .images import is_image_file
+from .data.images import is_image_file
 
 
 def real(path):

@@ -334,6 +334,18 @@ def choice(*options):
     return check
 
 
+def registered(kind):
+    """A name registered by a plugin (the tasks, say): unknown names list the known ones."""
+    def check(value, path):
+        from .plugins import get
+
+        names = get(kind).names()
+        if value not in names:
+            raise RecipeError(f"{path}: '{value}' is not one of {', '.join(names)}{did_you_mean(value, names)}")
+        return value
+    return check
+
+
 def either(*checks):
     def check(value, path):
         errors = []
@@ -394,7 +406,7 @@ HEAD_SCHEMA = {
 }
 
 SCHEMA = {
-    "task": choice("classification", "multitask", "segmentation"),
+    "task": registered("tasks"),
     "head": HEAD_SCHEMA,
     "heads": MappingOf(HEAD_SCHEMA),
     "description": STR,

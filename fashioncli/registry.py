@@ -5,8 +5,8 @@ from typing import Callable
 
 from .errors import PluginError, RecipeError, UnknownNameError, did_you_mean
 
-KINDS = ("models", "losses", "datasets", "metrics", "exporters")
-SINGULAR = {"models": "model", "losses": "loss", "datasets": "dataset", "metrics": "metric", "exporters": "exporter"}
+KINDS = ("tasks", "models", "losses", "datasets", "metrics", "exporters")
+SINGULAR = {"tasks": "task", "models": "model", "losses": "loss", "datasets": "dataset", "metrics": "metric", "exporters": "exporter"}
 
 
 @dataclass

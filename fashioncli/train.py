@@ -12,17 +12,17 @@ from tqdm import tqdm
 from . import distributed as dist
 from . import recipe as recipes
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import CachedImages, build_augment, make_loader
-from .dataset import PreparedDataset
+from .data.loaders import build_augment, make_loader
+from .data.dataset import PreparedDataset
 from .devices import check as check_device, resolve_device
 from .errors import CheckpointError, FashionError, OutputError
-from .evaluate import run_model
+from .inference import run_model
 from .io import make_dir, remove_temporaries, write_csv, write_text
 from .locks import Lock
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
 from .plugins import get
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
+from .data.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
 from .resume import check as resume_changes
 from .resume import record as record_resume
 from .runs import claim, run_directory
@@ -134,9 +134,8 @@ class Trainer:
 
     def images(self, split, transform=None):
         """A split's cached images and targets: the rows the task trains on (data.classes)."""
-        make = getattr(self.task, "dataset", CachedImages)  # segmentation pairs images with masks
-        images = make(self.data.cache(split, self.recipe["data"]["image_size"]), self.task.targets(self.data, split),
-                      transform)
+        images = self.task.dataset(self.data.cache(split, self.recipe["data"]["image_size"]),
+                                   self.task.targets(self.data, split), transform)
         rows = self.task.rows(self.data, split)
         return images if rows is None else Subset(images, rows)
 
@@ -171,7 +170,7 @@ class Trainer:
     # -- state -------------------------------------------------------------
     def meta(self, metrics):
         return {
-            "task": self.recipe["task"],
+            "task": self.task.name,
             **self.task.meta(),
             "model": {**self.recipe["model"], "injected": self.task.model_args()},
             "preprocessing": {
@@ -263,7 +262,7 @@ class Trainer:
             return {}
         outputs, targets = run_model(self.model, self.val_loader, self.device, self.mean, self.std,
                                      memory_format=self.memory_format, autocast=self.autocast,
-                                     reduce=getattr(self.task, "reduce", None))
+                                     reduce=self.task.reduce)
         outputs, targets = dist.gather_outputs(self.val_rows, outputs, targets)
         # Rank 0 measures; every rank gets its figures, so all take the same early-stopping decision.
         return dist.broadcast(self.task.validate(outputs, targets) if dist.is_main() else None)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from fashioncli import cache as cache_module
-from fashioncli.dataset import PreparedDataset
+from fashioncli.data.dataset import PreparedDataset
 from fashioncli.errors import DataError
-from fashioncli.images import ImageError, check_box, crop_box, format_box, parse_box
+from fashioncli.data.images import ImageError, check_box, crop_box, format_box, parse_box
 from fashioncli.prepare import prepare
 
 WHITE = (255, 255, 255)

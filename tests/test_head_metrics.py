@@ -5,9 +5,9 @@ from functools import partial
 import pytest
 import torch
 
-from fashioncli.evaluate import classification_metrics
-from fashioncli.head_metrics import flat_metrics, head_metrics, multitask_metrics, tune_thresholds
-from fashioncli.heads import Head
+from fashioncli.tasks.classification.metrics import classification_metrics
+from fashioncli.tasks.multitask.metrics import flat_metrics, head_metrics, multitask_metrics, tune_thresholds
+from fashioncli.tasks.multitask.heads import Head
 
 approx = partial(pytest.approx, abs=1e-6)  # metrics are float32, reported to 6 decimals
 M = -1  # missing

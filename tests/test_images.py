@@ -9,8 +9,8 @@ from PIL import Image
 from helpers import bomb_png
 
 from fashioncli.errors import DataError
-from fashioncli.images import ImageError, decode_image, decode_resized, is_image_file, iter_image_files, read_image
-from fashioncli.preprocess import resize_rgb
+from fashioncli.data.images import ImageError, decode_image, decode_resized, is_image_file, iter_image_files, read_image
+from fashioncli.data.preprocess import resize_rgb
 
 
 def _pil_bytes(image, fmt, **kw):

@@ -1,4 +1,4 @@
-"""fashioncli.masks (index/colour masks, palettes) and the `imat-tags` multi-label importer."""
+"""fashioncli.data.masks (index/colour masks, palettes) and the `imat-tags` multi-label importer."""
 import csv
 import hashlib
 import io
@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import shared_dataset
 from fashion_plugins.datasets.imat_tags import imat_tags
 from fashioncli.cli import cli
-from fashioncli.masks import (
+from fashioncli.data.masks import (
     Mask, MaskError, class_pixels, colours_to_index, describe_unknown, find_mask, mask_for, read_colour_mask,
     read_index_mask, read_palette, unknown_value,
 )

@@ -9,9 +9,10 @@ from torchmetrics import Metric
 from torchmetrics.classification import MulticlassF1Score
 
 from fashioncli import hookimpl
-from fashioncli.data import make_loader
+from fashioncli.data.loaders import make_loader
 from fashioncli.errors import PluginError, RecipeError
-from fashioncli.evaluate import classification_metrics, run_model
+from fashioncli.inference import run_model
+from fashioncli.tasks.classification.metrics import classification_metrics
 from fashioncli.plugins import get, plugin_registered
 
 CLASSES = ["shirt", "dress", "shoe"]

@@ -8,10 +8,10 @@ import torch
 import yaml
 
 from fashioncli.errors import DataError, RecipeError
-from fashioncli.heads import MISSING, Head, decode
+from fashioncli.tasks.multitask.heads import MISSING, Head, decode
 from fashioncli.prepare import prepare
 from fashioncli.recipe import load_recipe
-from fashioncli.tasks import MultiTaskLoss
+from fashioncli.tasks.multitask.loss import MultiTaskLoss
 from fashioncli.train import train
 
 COLOURS = {"red": (0, 0, 220), "green": (0, 200, 0), "blue": (220, 0, 0)}

@@ -88,7 +88,7 @@ def test_hookspecs_have_one_line_docstrings_and_tests():
     from pathlib import Path
 
     names = [n for n in dir(specs) if n.startswith("register_")]
-    assert set(names) == {f"register_{k}" for k in ("models", "losses", "datasets", "metrics", "exporters")}
+    assert set(names) == {f"register_{k}" for k in ("tasks", "models", "losses", "datasets", "metrics", "exporters")}
     tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
     for name in names:
         doc = getattr(specs, name).__doc__

@@ -15,11 +15,11 @@ from helpers import file_server, make_image_folder
 
 from fashioncli import cache as cache_module
 from fashioncli import hookimpl, plugins
-from fashioncli.dataset import PreparedDataset
+from fashioncli.data.dataset import PreparedDataset
 from fashioncli.download import download
 from fashioncli.errors import DataError, RecipeError
-from fashioncli.images import read_image
-from fashioncli.importing import Imported
+from fashioncli.data.images import read_image
+from fashioncli.data.importing import Imported
 from fashioncli.predict import decode as predict_decode
 from fashioncli.prepare import _pick_importer, prepare
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fashioncli import create_loss, create_model
-from fashioncli.openset import calibrate_threshold, min_distance, open_set_metrics, reject
+from fashioncli.tasks.prototype.openset import calibrate_threshold, min_distance, open_set_metrics, reject
 from fashioncli.plugins import get
 from fashion_plugins.losses.prototype import dce, dce_pl
 from fashion_plugins.models.prototype import PrototypeHead, UNetFeatures, _center_crop, class_log_probs, unet_prototype

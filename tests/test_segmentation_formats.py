@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fashioncli.errors import DataError
-from fashioncli.masks import MaskError
+from fashioncli.data.masks import MaskError
 from fashioncli.plugins import get
 from fashion_plugins.datasets.segmentation_formats import (
     coco_counts, polygon_mask, rle_to_mask, starts_lengths_to_mask,

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from fashioncli.masks import read_index_mask
-from fashioncli.segmentation.metrics import (
+from fashioncli.data.masks import read_index_mask
+from fashioncli.tasks.segmentation.metrics import (
     confusion, foreground_mapping, fw_iou, iou, mean_iou, merge, pixel_accuracy, precision, recall,
     segmentation_report, subset_mapping)
-from fashioncli.segmentation.render import (
+from fashioncli.tasks.segmentation.render import (
     IGNORE_COLOUR, class_colours, colourise, grid_png, overlay, write_image_png, write_mask_png)
 
 approx = partial(pytest.approx, abs=1e-9, nan_ok=True)

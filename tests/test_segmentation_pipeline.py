@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 from conftest import shared_dataset
 from fashioncli.cli import cli
-from fashioncli.dataset import PreparedDataset
-from fashioncli.masks import read_index_mask
+from fashioncli.data.dataset import PreparedDataset
+from fashioncli.data.masks import read_index_mask
 from fashioncli.prepare import prepare
-from fashioncli.segmentation.prepare import IGNORE, class_mapping, class_weights
+from fashioncli.tasks.segmentation.prepare import IGNORE, class_mapping, class_weights
 
 PALETTE = [("background", (0, 0, 0)), ("shirt, blouse", (128, 0, 0)), ("pants", (0, 128, 0)), ("shoe", (0, 0, 128))]
 COLOURS = np.array([rgb for _, rgb in PALETTE], np.uint8)
@@ -131,7 +131,7 @@ def test_class_sets_keep_collapse_or_ignore(mask_source, tmp_path):
 
 
 def test_augmentation_moves_the_mask_with_the_image():
-    from fashioncli.data import CachedMasks, build_augment
+    from fashioncli.data.loaders import CachedMasks, build_augment
 
     # Left half class 1 (white), right half class 2 (grey): a flip, crop or rotation that moved the
     # image alone would pair white pixels with class 2.
@@ -211,7 +211,7 @@ def test_train_eval_on_synthetic_segmentation(tmp_path):
 
 
 def test_hflip_tta_unflips_the_mask():
-    from fashioncli.segmentation.evaluate import segment_logits
+    from fashioncli.tasks.segmentation.evaluate import segment_logits
 
     class Bright(torch.nn.Module):
         """Class 1 where the first channel is bright: the output follows the image."""

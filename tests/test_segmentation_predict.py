@@ -13,9 +13,9 @@ from PIL import Image
 from fashioncli import plugins
 from fashioncli.checkpoint import save_checkpoint
 from fashioncli.cli import cli
-from fashioncli.images import read_resized
-from fashioncli.preprocess import normalize
-from fashioncli.segmentation.predict import class_areas, mask_agreement, resize_mask
+from fashioncli.data.images import read_resized
+from fashioncli.data.preprocess import normalize
+from fashioncli.tasks.segmentation.predict import class_areas, mask_agreement, resize_mask
 
 CLASSES = ["background", "top", "skirt"]
 PALETTE = [[0, 0, 0], [200, 30, 30], [30, 30, 200]]

@@ -31,7 +31,7 @@ import numpy as np
 
 from fashioncli import hookimpl
 from fashioncli.errors import DataError
-from fashioncli.importing import Imported
+from fashioncli.data.importing import Imported
 
 ATTRIBUTE_TYPES = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "style"}
 ATTRIBUTE_MODES = ("by-type", "all", "none")

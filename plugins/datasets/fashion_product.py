@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fashioncli import hookimpl
 from fashioncli.errors import DataError
-from fashioncli.importing import read_table
+from fashioncli.data.importing import read_table
 
 from .importers import table_columns
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from fashioncli import hookimpl
 from fashioncli.errors import DataError
-from fashioncli.images import IMAGE_EXTENSIONS, ImageError, check_box, iter_image_files
-from fashioncli.importing import (
+from fashioncli.data.images import IMAGE_EXTENSIONS, ImageError, check_box, iter_image_files
+from fashioncli.data.importing import (
     TABLE_SUFFIXES, Imported, derive_columns, head_labels, normalize_heads, normalize_split, pick_column, read_table,
 )
 
@@ -79,7 +79,7 @@ def table(source, image_col=None, label_col=None, root=None, split_col=None, hea
     Relative paths are resolved against ``root`` (default: the table's folder); Windows
     separators are accepted, and a path whose leading folders do not exist under root (a table
     written elsewhere, e.g. 'data/images\\1.jpg' next to 'images/') is found by dropping them.
-    heads: label columns as heads (see ``fashioncli.importing.normalize_heads``);
+    heads: label columns as heads (see ``fashioncli.data.importing.normalize_heads``);
     derive: composite columns to split first, e.g. {description: {sep: ' - ', into: [master, sub]}};
     box_cols: four columns x1,y1,x2,y2 (a list or 'x1,y1,x2,y2') holding each row's bounding box in
         source pixels: the image is cropped to it. A row may list the same image again with another

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 
 from fashioncli import hookimpl
-from fashioncli.archives import extract
+from fashioncli.data.archives import extract
 from fashioncli.download import download as fetch
 from fashioncli.errors import DataError
-from fashioncli.importing import Imported, read_table
+from fashioncli.data.importing import Imported, read_table
 
 from .importers import folder
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from fashioncli import hookimpl
 from fashioncli.errors import DataError
-from fashioncli.images import iter_image_files
-from fashioncli.importing import Imported, drop_copies, split_folders
-from fashioncli.masks import (
+from fashioncli.data.images import iter_image_files
+from fashioncli.data.importing import Imported, drop_copies, split_folders
+from fashioncli.data.masks import (
     COLOUR_DIR, INDEX_DIR, PALETTE_FILE, MaskError, describe_unknown, find_mask, mask_for, read_palette,
 )
 

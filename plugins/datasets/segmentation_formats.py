@@ -24,9 +24,9 @@ import numpy as np
 
 from fashioncli import hookimpl
 from fashioncli.errors import DataError
-from fashioncli.images import IMAGE_EXTENSIONS
-from fashioncli.importing import SPLIT_ALIASES, Imported, normalize_split
-from fashioncli.masks import MaskError
+from fashioncli.data.images import IMAGE_EXTENSIONS
+from fashioncli.data.importing import SPLIT_ALIASES, Imported, normalize_split
+from fashioncli.data.masks import MaskError
 
 BACKGROUND = "background"
 DETECT_SCORE = 30

@@ -14,7 +14,7 @@ import numpy as np
 
 from fashioncli import hookimpl
 from fashioncli.errors import DataError
-from fashioncli.importing import Imported
+from fashioncli.data.importing import Imported
 
 NAMES = ("synthetic", "synthetic-clothing")
 SEGMENTATION_NAMES = ("synthetic-segmentation",)

@@ -79,4 +79,4 @@ def multihead(backbone, heads, pretrained=False, drop_rate=0.0, drop_path_rate=N
 
 @hookimpl
 def register_models(register):
-    register("multihead", multihead)
+    register("multihead", multihead, tasks=("multitask",))

@@ -8,7 +8,7 @@ Every model here returns a dict rather than a logits tensor::
      "embedding": (N, D) f(x)}
 
 Train them with the ``dce_pl`` loss (plugins/losses/prototype.py); reject unseen classes with
-fashioncli/openset.py.
+fashioncli/tasks/prototype/openset.py.
 """
 import torch
 import torch.nn as nn
@@ -188,5 +188,5 @@ def timm_prototype(num_classes, backbone, pretrained=False, embedding_dim=64, pr
 
 @hookimpl
 def register_models(register):
-    register("unet_prototype", unet_prototype)
-    register("timm_prototype", timm_prototype)
+    register("unet_prototype", unet_prototype, tasks=("prototype",))
+    register("timm_prototype", timm_prototype, tasks=("prototype",))

@@ -16,7 +16,7 @@ import timm
 
 from fashioncli import hookimpl, pretrained as weights
 from fashioncli.errors import UnknownNameError, did_you_mean
-from fashioncli.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from fashioncli.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from fashion_plugins.models.timm_models import create_timm
 
 
@@ -78,5 +78,5 @@ def deeplabv3plus(num_classes, encoder="resnet50", pretrained=False, atrous_rate
 
 @hookimpl
 def register_models(register):
-    register("unet", unet)
-    register("deeplabv3plus", deeplabv3plus)
+    register("unet", unet, tasks=("segmentation",))
+    register("deeplabv3plus", deeplabv3plus, tasks=("segmentation",))

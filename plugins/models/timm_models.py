@@ -4,7 +4,7 @@ import torch
 
 from fashioncli import hookimpl, pretrained as weights
 from fashioncli.errors import UnknownNameError, did_you_mean
-from fashioncli.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from fashioncli.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 def create_timm(backbone, pretrained=False, num_classes=0, **kwargs):

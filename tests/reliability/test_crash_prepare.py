@@ -3,7 +3,7 @@ dataset, and rerunning gives exactly what an uninterrupted prepare gives."""
 import pytest
 from helpers import fashion, finish, kill_when, make_image_folder
 
-from fashioncli.dataset import PreparedDataset
+from fashioncli.data.dataset import PreparedDataset
 from fashioncli.errors import DataError
 from fashioncli.prepare import prepare
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 from helpers import UNREADABLE, make_image_folder, recipe_file, write_hostile_images
 
-from fashioncli.dataset import PreparedDataset
+from fashioncli.data.dataset import PreparedDataset
 from fashioncli.errors import DataError
 from fashioncli.evaluate import evaluate
 from fashioncli.io import ENCODING

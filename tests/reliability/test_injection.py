@@ -14,7 +14,7 @@ from helpers import make_image_folder
 
 from fashioncli import create_model
 from fashioncli.checkpoint import save_checkpoint
-from fashioncli.dataset import PreparedDataset
+from fashioncli.data.dataset import PreparedDataset
 from fashioncli.errors import DataError
 from fashioncli.evaluate import evaluate
 from fashioncli.io import ENCODING, CsvReader, csv_cell, csv_text

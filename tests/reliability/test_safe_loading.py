@@ -17,7 +17,7 @@ from helpers import file_server, make_image_folder
 
 import fashioncli
 from fashioncli.cli import cli
-from fashioncli.dataset import PreparedDataset
+from fashioncli.data.dataset import PreparedDataset
 from fashioncli.download import download
 from fashioncli.errors import CheckpointError, DataError, RecipeError
 from fashioncli.predict import open_engine

@@ -14,8 +14,8 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError
-from .userfiles import UnreadableFile, read_bytes
+from ..errors import DataError
+from ..userfiles import UnreadableFile, read_bytes
 
 SPLITS = ("train", "val", "test")
 # Publishers name their splits many ways; prepared datasets always use SPLITS.
@@ -42,7 +42,7 @@ class Imported:
     masks: None, or (segmentation) one mask reader per sample, see the field below.
     boxes: None (every image whole), or a list aligned with ``samples``: per sample None or a
         bounding box (x1, y1, x2, y2): numbers (or numeric text) in source pixels, x2, y2 exclusive (see
-        ``fashioncli.images.check_box``). ``prepare`` crops each image to its box (clamped to the
+        ``fashioncli.data.images.check_box``). ``prepare`` crops each image to its box (clamped to the
         image) before resizing; the same path listed with two boxes (two garments of one photo) is
         two samples. An invalid or empty box is a reported problem for that sample.
     """
@@ -148,7 +148,7 @@ def normalize_heads(heads):
     {column, type (categorical|binary|multilabel), sep (multilabel list separator, default '|'),
     columns (multilabel from several 0/1 columns), missing (extra values meaning "unknown"), parent}.
     """
-    from .heads import HEAD_TYPES
+    from ..tasks.multitask.heads import HEAD_TYPES
 
     if isinstance(heads, str):
         heads = [h.strip() for h in heads.split(",") if h.strip()]

@@ -19,8 +19,8 @@ from torchmetrics.functional.classification import (
     multilabel_recall,
 )
 
-from .evaluate import classification_metrics
-from .io import json_number
+from ..classification.metrics import classification_metrics
+from ...io import json_number
 from .heads import present
 
 DEFAULT_THRESHOLD = 0.5

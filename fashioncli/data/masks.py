@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import DataError
-from .userfiles import UnreadableFile, read_bytes
+from ..errors import DataError
+from ..userfiles import UnreadableFile, read_bytes
 
 PALETTE_FILE = "class_dict.csv"
 # Lossless formats only: a JPEG mask would invent colours and indices at every edge.

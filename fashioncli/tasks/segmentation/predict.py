@@ -28,10 +28,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import DataError
-from ..images import ImageError, decode_resized, read_file, read_image
-from ..io import ENCODING, CsvReader, atomic_path
-from ..masks import resize_mask
+from ...errors import DataError
+from ...data.images import ImageError, decode_resized, read_file, read_image
+from ...io import ENCODING, CsvReader, atomic_path
+from ...data.masks import resize_mask
 
 # render.py (matplotlib) is imported where it is used: export needs only the metadata helpers here.
 

@@ -8,7 +8,7 @@ composed or decomposed) stay separate classes, which is rarely what the source m
 import unicodedata
 from collections import defaultdict
 
-from .errors import DataError
+from ..errors import DataError
 
 _SEPARATORS = ("/", "\\")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import DataError
+from ...errors import DataError
 
 HEAD_TYPES = ("categorical", "binary", "multilabel")
 MISSING = -1

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..cache import cached, keep_rows, open_cache
-from ..errors import DataError, did_you_mean
-from ..masks import MaskError, class_pixels, index_from_bytes, resize_mask
+from ...data.cache import cached, keep_rows, open_cache
+from ...errors import DataError, did_you_mean
+from ...data.masks import MaskError, class_pixels, index_from_bytes, resize_mask
 from .render import write_mask_png
 
 IGNORE = 255  # the prepared masks' ignore index: uint8 masks hold at most 255 classes

@@ -17,3 +17,6 @@ A segmentation checkpoint's meta (train.py writes it; eval, predict and export r
 The model maps normalised (N, 3, S, S) images to (N, C, S, S) logits; the predicted mask is their
 argmax, resized to the source image with nearest-neighbour interpolation.
 """
+from .task import SegmentationTask
+
+__all__ = ["SegmentationTask"]

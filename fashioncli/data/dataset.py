@@ -23,14 +23,19 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cached
-from .errors import DataError
-from .heads import heads_from_json
+from ..errors import DataError
+from ..tasks.multitask.heads import heads_from_json
 from .images import ImageError, parse_box
-from .io import ENCODING, CsvReader
-
-TASKS = ("classification", "multitask", "segmentation")
+from ..io import ENCODING, CsvReader
 
 FORMAT_VERSION = 1
+
+
+def dataset_kinds():
+    """The kinds of prepared dataset the registered tasks train on."""
+    from ..plugins import get
+
+    return sorted({entry.factory.dataset_kind for entry in get("tasks")})
 
 
 class PreparedDataset:
@@ -66,14 +71,15 @@ class PreparedDataset:
                 f"'{root}' was prepared in format {version}, this fashion reads {FORMAT_VERSION}; "
                 "run fashion prepare again"
             )
-        if task not in TASKS:
-            raise DataError(f"'{root}' holds a {task} dataset; this fashion reads {', '.join(TASKS)} datasets")
+        kinds = dataset_kinds()
+        if task not in kinds:
+            raise DataError(f"'{root}' holds a {task} dataset; this fashion reads {', '.join(kinds)} datasets")
         return cls(root, meta)
 
-    def require(self, task):
-        """DataError unless the dataset is of ``task`` (the recipe's)."""
-        if self.task != task:
-            raise DataError(f"'{self.root}' is a {self.task} dataset but the recipe's task is {task}")
+    def require(self, kind, task=None):
+        """DataError unless the dataset is of ``kind`` (what the recipe's ``task`` trains on)."""
+        if self.task != kind:
+            raise DataError(f"'{self.root}' is a {self.task} dataset but the recipe's task is {task or kind}")
         return self
 
     def _check_split(self, split):
@@ -141,7 +147,7 @@ class PreparedDataset:
 
     def mask_cache(self, split, size=None, workers=None, progress=True):
         """Segmentation: the split's masks as an N x size x size x 1 uint8 array, like ``cache``."""
-        from .segmentation.prepare import decode_mask
+        from ..tasks.segmentation.prepare import decode_mask
 
         size = int(size or self.image_size)
         masks = [row["mask"] for row in self.rows(split)]

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import DataError
-from .userfiles import UnreadableFile, read_bytes
+from ..errors import DataError
+from ..userfiles import UnreadableFile, read_bytes
 
 # What `fashion` looks for in folders; anything else (README, .DS_Store, labels) is ignored.
 IMAGE_EXTENSIONS = frozenset(

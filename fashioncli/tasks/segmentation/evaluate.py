@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..data import make_loader
-from ..errors import DataError
-from ..masks import read_index_mask, resize_mask
-from ..io import write_csv, write_json
-from ..preprocess import normalize
+from ...data.loaders import make_loader
+from ...errors import DataError
+from ...data.masks import read_index_mask, resize_mask
+from ...io import write_csv, write_json
+from ...data.preprocess import normalize
 from .metrics import confusion, segmentation_report
 from .render import colours_of, grid_png
 
@@ -37,7 +37,7 @@ class _Rows(Dataset):
 def segment_logits(model, x, tta=None):
     """Float32 logits of a normalised batch, averaged over the test-time views (tta.py), each
     mapped back onto the image first."""
-    from ..tta import augmented_views, enabled, unflip
+    from ...tta import augmented_views, enabled, unflip
 
     if not enabled(tta):
         return model(x).float()
@@ -49,10 +49,10 @@ def class_sets_of(meta, recipe_sets=None):
     return {**(meta.get("class_sets") or {}), **(recipe_sets or {})}
 
 
-def evaluate_segmentation(model, meta, root, split, out, batch_size, device, num_workers=None, tta=None):
+def evaluate_segmentation(model, meta, root, split, out, options):
     """Score ``model`` on ``split`` of the prepared dataset ``root``; writes summary.json,
     per_class.csv, confusion_matrix.csv and grid.png into ``out``; returns the summary."""
-    from ..dataset import PreparedDataset
+    from ...data.dataset import PreparedDataset
 
     if not (root / "dataset.json").is_file():
         raise DataError(f"'{root}' is not a prepared dataset; segmentation eval needs masks: "
@@ -63,6 +63,7 @@ def evaluate_segmentation(model, meta, root, split, out, batch_size, device, num
         raise DataError(f"'{root}' has classes {data.classes[:4]}...; the model was trained on {classes[:4]}... "
                         "(prepare the data with the same --classes)")
     rows = data.rows(split)
+    batch_size, device, num_workers, tta = options.batch_size, options.device, options.num_workers, options.tta
     if not rows:
         raise DataError(f"split '{split}' of '{root}' is empty")
     size, ignore = pre["image_size"], meta.get("ignore_index", 255)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .errors import DataError
+from ..errors import DataError
 from .images import ImageError, decode_resized, format_box, read_file
 
 CACHE_VERSION = 3  # 2: large JPEGs at a reduced libjpeg scale (images.decode_resized); 3: masks at pixel centres

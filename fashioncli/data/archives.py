@@ -15,7 +15,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from .errors import DataError
+from ..errors import DataError
 
 SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _DRIVE = re.compile(r"^[A-Za-z]:")

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 from matplotlib.patches import Patch
 
-from ..io import atomic_path
-from ..plots import plt, save_figure  # plots selects the Agg backend before pyplot loads
+from ...io import atomic_path
+from ...plots import plt, save_figure  # plots selects the Agg backend before pyplot loads
 
 IGNORE_COLOUR = (224, 224, 224)  # light grey: visible on black background, unlike any VOC colour
 

@@ -8,19 +8,19 @@
 """
 import numpy as np
 
-from .data import CachedImages, make_loader
-from .errors import DataError
-from .evaluate import run_model
-from .head_metrics import multitask_metrics
+from ...data.loaders import CachedImages, make_loader
+from ...errors import DataError
+from ...inference import run_model
+from .metrics import multitask_metrics
 from .heads import LABEL_SEP, decode, heads_from_json
-from .io import write_csv
+from ...io import write_csv
 
 SCALARS = ("support", "accuracy", "f1_macro", "auroc_macro", "map")
 
 
-def evaluate_heads(model, meta, root, split, out, batch_size, device, num_workers, tta, topk):
+def evaluate_heads(model, meta, root, split, out, options):
     """Score ``model`` on ``split`` of the prepared multi-task dataset ``root`` -> summary dict."""
-    from .dataset import PreparedDataset
+    from ...data.dataset import PreparedDataset
 
     heads, pre = heads_from_json(meta["heads"]), meta["preprocessing"]
     thresholds = meta.get("thresholds") or {}
@@ -35,10 +35,10 @@ def evaluate_heads(model, meta, root, split, out, batch_size, device, num_worker
     if not paths:
         raise DataError(f"split '{split}' of '{root}' is empty")
     dataset = CachedImages(data.cache(split, pre["image_size"]), targets, image_size=pre["image_size"])
-    loader = make_loader(dataset, batch_size, num_workers=num_workers)
-    logits, targets = run_model(model, loader, device, pre["mean"], pre["std"], tta=tta)
+    loader = make_loader(dataset, options.batch_size, num_workers=options.num_workers)
+    logits, targets = run_model(model, loader, options.device, pre["mean"], pre["std"], tta=options.tta)
 
-    result = multitask_metrics(heads, logits, targets, thresholds=thresholds, topk=topk)
+    result = multitask_metrics(heads, logits, targets, thresholds=thresholds, topk=options.topk)
     _write_head_reports(out, heads, result)
     probs = {n: (logits[n].sigmoid() if h.sigmoid else logits[n].softmax(1)).numpy() for n, h in heads.items()}
     _write_predictions(out / "predictions.csv", heads, paths, probs, {n: t.numpy() for n, t in targets.items()},
@@ -49,12 +49,12 @@ def evaluate_heads(model, meta, root, split, out, batch_size, device, num_worker
             "mean_accuracy": result["mean_accuracy"], **({"mean_ap": result["mean_ap"]} if "mean_ap" in result else {}),
             "heads": {n: {k: v for k, v in r.items() if not isinstance(v, (dict, list))} for n, r in result["heads"].items()},
         },
-        "thresholds": thresholds, "tta": tta, "out": str(out),
+        "thresholds": thresholds, "tta": options.tta, "out": str(out),
     }
 
 
 def _write_head_reports(out, heads, result):
-    from .plots import plot_confusion_matrix
+    from ...plots import plot_confusion_matrix
 
     rows = []
     for name, head in heads.items():

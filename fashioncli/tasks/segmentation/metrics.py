@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from ..io import json_number
+from ...io import json_number
 
 
 def confusion(pred, target, num_classes, ignore_index=255):

@@ -1,0 +1,96 @@
+"""The classification task: one label per image; the recipe's data.classes may hold classes out."""
+import numpy as np
+
+from ...errors import RecipeError
+from ..base import Task, logits_of
+
+
+class ClassificationTask(Task):
+    name = "classification"
+    dataset_kind = "classification"
+    holds_classes_out = True
+
+    # -- prepare
+
+    # -- train
+    def __init__(self, recipe, data):
+        super().__init__(recipe, data)
+        self.classes = _chosen_classes(recipe["data"].get("classes"), data)
+        self.held_out = [c for c in data.classes if c not in self.classes]
+        # dataset label -> model class (the recipe's order); -1 for a held-out class
+        self.index = np.array([self.classes.index(c) if c in self.classes else -1 for c in data.classes], np.int64)
+
+    def model_args(self):
+        return {"num_classes": len(self.classes)}
+
+    def rows(self, data, split):
+        """The split's images of the chosen classes (None: all)."""
+        return np.flatnonzero(self.targets(data, split) >= 0) if self.held_out else None
+
+    def targets(self, data, split):
+        return self.index[data.labels(split)]
+
+    def criterion(self):
+        from ...plugins import get
+
+        loss = self.recipe["loss"]
+        return get("losses").create(loss["name"], **loss["args"])
+
+    def correct(self, outputs, targets):
+        return (logits_of(outputs).argmax(1) == targets).sum().item(), targets.numel()
+
+    def validate(self, outputs, targets):
+        import torch
+
+        from .metrics import classification_metrics
+
+        logits = logits_of(outputs).float()
+        metrics = classification_metrics(logits, targets, self.classes, topk=self.recipe["eval"]["topk"])
+        loss = torch.nn.functional.cross_entropy(logits, targets).item()
+        return {"val_loss": loss, **{f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}}
+
+    def monitor(self):
+        return "val_accuracy"
+
+    def meta(self):
+        meta = {"classes": self.classes}
+        if self.held_out:
+            meta["held_out"] = self.held_out
+        return meta
+
+    # -- eval
+    @classmethod
+    def evaluate(cls, model, meta, root, split, out, options):
+        from .evaluate import evaluate_classification
+
+        return evaluate_classification(cls, model, meta, root, split, out, options)
+
+    @classmethod
+    def meets_unseen(cls, meta):
+        """Whether eval scores images of classes the model does not know (held out by the recipe)."""
+        return bool(meta.get("held_out"))
+
+    @classmethod
+    def unseen_score(cls, outputs):
+        """-> (per-image score that is higher for unseen images, its name): 1 - top-1 probability."""
+        return 1 - logits_of(outputs).softmax(1).max(1).values, "1-max_probability"
+
+    @classmethod
+    def open_set_extras(cls, model, meta, outputs, targets, score, unseen, present, out):
+        """-> ({summary entries}, [files]) a task adds to the open-set figures: none here."""
+        return {}, []
+
+    # -- predict and export
+
+
+def _chosen_classes(chosen, data):
+    """The recipe's data.classes (all of the dataset's when unset), checked against the dataset."""
+    if chosen is None:
+        return list(data.classes)
+    unknown = [c for c in chosen if c not in data.class_index]
+    if unknown:
+        raise RecipeError(f"data.classes: '{unknown[0]}' is not a class of '{data.root}'; "
+                          f"its classes: {', '.join(data.classes)}")
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise RecipeError(f"data.classes: expected one or more distinct class names, got {chosen}")
+    return list(chosen)
