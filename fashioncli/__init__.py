@@ -11,10 +11,18 @@ def create_model(name, **args):
     return get("models").create(name, **args)
 
 
+def model_preprocessing(name, **args):
+    """The ``Preprocessing`` (mean, std, input size) registered model ``name`` declares for ``args``."""
+    from .plugins import get
+    from .preprocessing import model_preprocessing as resolve
+
+    return resolve(get("models").get(name), args)
+
+
 def create_loss(name, **args):
     from .plugins import get
 
     return get("losses").create(name, **args)
 
 
-__all__ = ["hookimpl", "__version__", "create_model", "create_loss"]
+__all__ = ["hookimpl", "__version__", "create_model", "model_preprocessing", "create_loss"]

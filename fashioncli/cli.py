@@ -6,14 +6,31 @@ import sys
 import click
 
 from . import __version__
-from .errors import FashionError
+from .errors import FashionError, PluginError
 
 SET_HELP = "Override a recipe value, e.g. --set train.epochs=3 (repeatable; values are YAML)."
 
 
 class FashionGroup(click.Group):
     """Turns FashionError and refusals of the system (OSError: a path under a file, a full disk)
-    into a one-line message and exit code 1, not a traceback."""
+    into a one-line message and exit code 1, not a traceback; adds the plugins' sub-commands.
+
+    Plugins are loaded only for a name that is not built in, or to list the commands: loading
+    them imports torch, which `fashion predict` on an ONNX file must not need.
+    """
+
+    def get_command(self, ctx, name):
+        if name in self.commands:
+            return self.commands[name]
+        found = _plugin_commands(self).get(name)
+        return found and found[0]
+
+    def list_commands(self, ctx):
+        try:
+            return sorted({*self.commands, *_plugin_commands(self)})
+        except FashionError as exc:  # --help still lists the built-in commands
+            click.secho(f"Error: {exc}", err=True, fg="red")
+            return sorted(self.commands)
 
     def invoke(self, ctx):
         try:
@@ -33,6 +50,17 @@ class FashionGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
+
+
+def _plugin_commands(group):
+    """The sub-commands plugins add; one named like a built-in command is refused, naming the plugin."""
+    from .plugins import plugin_commands
+
+    commands = plugin_commands()
+    for name, (_, plugin) in commands.items():
+        if name in group.commands:
+            raise PluginError(f"plugin '{plugin}' adds the command '{name}', which fashion has built in")
+    return commands
 
 
 def _echo_json(data):

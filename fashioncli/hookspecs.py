@@ -33,3 +33,8 @@ def register_metrics(register):
 @hookspec
 def register_exporters(register):
     """Register model exporters used by ``fashion export``: ``register(name, factory)``."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add ``fashion`` sub-commands: ``cli`` is a click group, e.g. ``@cli.command()``."""

@@ -20,13 +20,18 @@ BUILTIN_PLUGINS = (
     "fashion_plugins.losses.classification",
     "fashion_plugins.losses.prototype",
     "fashion_plugins.losses.segmentation",
-    "fashion_plugins.datasets.importers",
-    "fashion_plugins.datasets.synthetic",
-    "fashion_plugins.datasets.public",
+    "fashion_plugins.datasets.folder",
+    "fashion_plugins.datasets.table",
+    "fashion_plugins.datasets.synthetic_clothing",
+    "fashion_plugins.datasets.synthetic_segmentation",
+    "fashion_plugins.datasets.clothing_dataset",
+    "fashion_plugins.datasets.fashion_mnist",
     "fashion_plugins.datasets.fashion_product",
     "fashion_plugins.datasets.deepfashion",
     "fashion_plugins.datasets.imat_tags",
-    "fashion_plugins.datasets.segmentation_formats",
+    "fashion_plugins.datasets.coco_seg",
+    "fashion_plugins.datasets.imaterialist_csv",
+    "fashion_plugins.datasets.mat_seg",
     "fashion_plugins.datasets.segmentation_folder",
     "fashion_plugins.metrics.classification",
     "fashion_plugins.exporters.standard",
@@ -35,6 +40,7 @@ BUILTIN_PLUGINS = (
 pm = pluggy.PluginManager("fashion")
 pm.add_hookspecs(hookspecs)
 _registries = None
+_commands = None  # name -> (click command, plugin), from register_commands
 _versions = {}  # entry-point plugin name -> its distribution version
 
 
@@ -106,13 +112,32 @@ def get(kind):
     return registries()[kind]
 
 
+def plugin_commands():
+    """{name: (click command, plugin name)} of the sub-commands plugins add through ``register_commands``."""
+    global _commands
+    if _commands is None:
+        import click
+
+        load_plugins()
+        found = {}
+        for impl in pm.hook.register_commands.get_hookimpls():
+            group = click.Group()
+            impl.function(**{name: group for name in impl.argnames})
+            for name, command in group.commands.items():
+                if name in found:
+                    raise PluginError(f"command '{name}' is added twice: by plugin '{found[name][1]}' "
+                                      f"and by plugin '{impl.plugin_name}'")
+                found[name] = (command, impl.plugin_name)
+        _commands = found
+    return _commands
+
+
 def register_plugin(plugin, name=None):
     """Register a plugin object at run time (tests, notebooks) and refresh the registries."""
-    global _registries
     load_plugins()
     pm.register(plugin, name=name)
     _check_hooks()
-    _registries = None
+    _forget()
     try:
         registries()
     except Exception:
@@ -131,9 +156,14 @@ def plugin_registered(plugin, name=None):
 
 
 def unregister_plugin(plugin):
-    global _registries
     pm.unregister(plugin)
-    _registries = None
+    _forget()
+
+
+def _forget():
+    """The plugins changed: collect registries and commands again when next asked."""
+    global _registries, _commands
+    _registries = _commands = None
 
 
 def list_plugins(all_plugins=False):

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import PluginError, RecipeError, UnknownNameError, did_you_mean
+from .preprocessing import check_declared
 
 KINDS = ("tasks", "models", "losses", "datasets", "metrics", "exporters")
 SINGULAR = {"tasks": "task", "models": "model", "losses": "loss", "datasets": "dataset", "metrics": "metric", "exporters": "exporter"}
@@ -57,6 +58,8 @@ class Registry:
             raise PluginError(
                 f"{SINGULAR[self.kind]} '{name}' is registered twice: by plugin '{other}' and by plugin '{plugin}'"
             )
+        if self.kind == "models":
+            check_declared(extra.get("preprocessing"), plugin, name)
         doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
         self._entries[name] = Entry(name, factory, plugin, self.kind, doc, extra)
 

@@ -22,7 +22,8 @@ from .locks import Lock
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
 from .plugins import get
-from .data.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
+from .data.preprocess import normalize
+from .preprocessing import check_image_size, model_preprocessing
 from .resume import check as resume_changes
 from .resume import record as record_resume
 from .runs import claim, run_directory
@@ -69,7 +70,11 @@ class Trainer:
         size = d["image_size"]
         # The model first: a wrong backbone or missing weights fail before caches are built.
         m = recipe["model"]
-        self.model = get("models").create(m["name"], **self.task.model_args(), **m["args"])
+        entry = get("models").get(m["name"])
+        self.model = entry.factory(**self.task.model_args(), **m["args"])
+        # How inputs are normalised is declared with the model's registration, never guessed.
+        self.preprocessing = model_preprocessing(entry, {**self.task.model_args(), **m["args"]})
+        check_image_size(self.preprocessing, size, m["name"])
 
         self.train_set = self.images(d["train_split"], build_augment(size, d["augment"]))
         self.val_split = d["val_split"] if d["val_split"] in self.data.splits else None
@@ -85,8 +90,6 @@ class Trainer:
                 val_set = Subset(val_set, self.val_rows)
             self.val_loader = make_loader(val_set, d.get("eval_batch_size") or d["batch_size"] * 2, num_workers=d["num_workers"])
 
-        pre = getattr(self.model, "fashion_preprocessing", {})
-        self.mean, self.std = pre.get("mean", IMAGENET_MEAN), pre.get("std", IMAGENET_STD)
         self.memory_format = torch.channels_last if t["channels_last"] else torch.contiguous_format
         if dist.active() and t["sync_bn"]:
             if self.device.type != "cuda":  # torch's SyncBatchNorm runs on GPUs only
@@ -174,7 +177,8 @@ class Trainer:
             **self.task.meta(),
             "model": {**self.recipe["model"], "injected": self.task.model_args()},
             "preprocessing": {
-                "image_size": self.recipe["data"]["image_size"], "mean": list(self.mean), "std": list(self.std),
+                "image_size": self.recipe["data"]["image_size"],
+                "mean": list(self.preprocessing.mean), "std": list(self.preprocessing.std),
                 "resize": "squash", "layout": "RGB",
             },
             "recipe": self.recipe,
@@ -216,7 +220,8 @@ class Trainer:
 
     def inputs(self, x):
         x = x.to(self.device, non_blocking=True)
-        return normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
+        pre = self.preprocessing
+        return normalize(x, pre.mean, pre.std).contiguous(memory_format=self.memory_format)
 
     def train_epoch(self):
         self.model.train()
@@ -260,7 +265,8 @@ class Trainer:
     def validate(self):
         if self.val_loader is None:
             return {}
-        outputs, targets = run_model(self.model, self.val_loader, self.device, self.mean, self.std,
+        pre = self.preprocessing
+        outputs, targets = run_model(self.model, self.val_loader, self.device, pre.mean, pre.std,
                                      memory_format=self.memory_format, autocast=self.autocast,
                                      reduce=self.task.reduce)
         outputs, targets = dist.gather_outputs(self.val_rows, outputs, targets)

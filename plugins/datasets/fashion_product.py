@@ -2,11 +2,9 @@
 reads "master - sub - article - colour - usage") as a multi-task dataset, one head per attribute."""
 from pathlib import Path
 
-from fashioncli import hookimpl
-from fashioncli.errors import DataError
-from fashioncli.data.importing import read_table
+from fashioncli.api import DataError, hookimpl, read_table
 
-from .importers import table_columns
+from .table import table_columns
 
 
 @hookimpl

@@ -21,12 +21,9 @@ of the same layout should score, since tags are a derived view of a segmentation
 import math
 from pathlib import Path
 
-from fashioncli import hookimpl
-from fashioncli.errors import DataError, did_you_mean
-from fashioncli.data.images import iter_image_files
-from fashioncli.data.importing import Imported, drop_copies, split_folders
-from fashioncli.data.masks import (
-    COLOUR_DIR, INDEX_DIR, PALETTE_FILE, MaskError, class_pixels, describe_unknown, mask_for, read_palette,
+from fashioncli.api import (
+    COLOUR_DIR, INDEX_DIR, PALETTE_FILE, DataError, Imported, MaskError, class_pixels, describe_unknown, did_you_mean,
+    drop_copies, hookimpl, iter_image_files, mask_for, read_palette, split_folders,
 )
 
 HEAD = "garments"

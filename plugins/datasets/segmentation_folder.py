@@ -13,12 +13,9 @@ val, train (the published imat-fashion-seg valid/ repeats 115 test images).
 """
 from pathlib import Path
 
-from fashioncli import hookimpl
-from fashioncli.errors import DataError
-from fashioncli.data.images import iter_image_files
-from fashioncli.data.importing import Imported, drop_copies, split_folders
-from fashioncli.data.masks import (
-    COLOUR_DIR, INDEX_DIR, PALETTE_FILE, MaskError, describe_unknown, find_mask, mask_for, read_palette,
+from fashioncli.api import (
+    COLOUR_DIR, INDEX_DIR, PALETTE_FILE, DataError, Imported, MaskError, describe_unknown, drop_copies, find_mask,
+    hookimpl, iter_image_files, mask_for, read_palette, split_folders,
 )
 
 IMAGES_DIR = "images"

@@ -5,16 +5,14 @@ An exporter factory returns an object with:
   ``save(module, example, path, metadata, opset=None) -> dict | None``
       write ``module`` (uint8 N x 3 x S x S -> probabilities N x C; ``example`` is a batch of 2)
       to ``path`` with the JSON-able ``metadata`` inside the file; return extra summary facts
-  ``load(path)`` -> a ``fashioncli.predict.Engine`` that runs the file, for the parity check
+  ``load(path)`` -> a ``fashioncli.api.Engine`` that runs the file, for the parity check
 """
 import json
 import warnings
 
 import torch
 
-from fashioncli import hookimpl
-from fashioncli.errors import ExportError
-from fashioncli.predict import METADATA_FILE, METADATA_KEY, OnnxEngine, TorchScriptEngine
+from fashioncli.api import METADATA_FILE, METADATA_KEY, ExportError, OnnxEngine, TorchScriptEngine, hookimpl
 
 
 class OnnxExporter:

@@ -3,8 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fashioncli import hookimpl
-from fashioncli.errors import RecipeError
+from fashioncli.api import RecipeError, hookimpl
 
 
 def _per_class(value, name, scalar=True):

@@ -3,7 +3,7 @@ distance-based cross-entropy (DCE) plus lambda times the prototype loss (PL)."""
 import torch
 import torch.nn as nn
 
-from fashioncli import hookimpl
+from fashioncli.api import hookimpl
 from fashion_plugins.models.prototype import class_log_probs
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fashioncli import hookimpl
+from fashioncli.api import hookimpl
 from fashion_plugins.losses.classification import _fits, _per_class
 
 

@@ -12,7 +12,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from fashioncli import hookimpl
+from fashioncli.api import hookimpl
 
 
 def accuracy(num_classes, average="micro"):

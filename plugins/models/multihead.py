@@ -1,10 +1,9 @@
 """One timm backbone shared by several heads: a multi-task model for multi-head datasets."""
 from torch import nn
 
-from fashioncli import hookimpl
-from fashioncli.errors import RecipeError, did_you_mean
+from fashioncli.api import RecipeError, did_you_mean, hookimpl
 
-from fashion_plugins.models.timm_models import create_timm, zero_init_
+from fashion_plugins.models.timm_models import create_timm, timm_preprocessing, zero_init_
 
 HEAD_KEYS = ("outputs", "hidden", "batch_norm", "dropout")
 
@@ -53,7 +52,6 @@ class MultiHead(nn.Module):
         # head_hidden_size: the width after timm's pre-logits layers (e.g. MobileNetV3's conv_head).
         width = getattr(backbone, "head_hidden_size", None) or backbone.num_features
         self.heads = nn.ModuleDict({name: head_mlp(width, *_check_head(name, spec)) for name, spec in heads.items()})
-        self.fashion_preprocessing = backbone.fashion_preprocessing
 
     def forward(self, x):
         features = self.drop(self.backbone(x))
@@ -79,4 +77,4 @@ def multihead(backbone, heads, pretrained=False, drop_rate=0.0, drop_path_rate=N
 
 @hookimpl
 def register_models(register):
-    register("multihead", multihead, tasks=("multitask",))
+    register("multihead", multihead, tasks=("multitask",), preprocessing=timm_preprocessing)

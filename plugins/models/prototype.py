@@ -14,8 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fashioncli import hookimpl
-from fashion_plugins.models.timm_models import create_timm
+from fashioncli.api import Preprocessing, hookimpl
+
+from fashion_plugins.models.timm_models import create_timm, timm_preprocessing
 
 
 def class_log_probs(distances, gamma=1.0):
@@ -169,10 +170,11 @@ def unet_prototype(num_classes, levels=4, base_channels=16, embedding_dim=64, pr
     defaults are the report as written.
     """
     features = UNetFeatures(3, levels, base_channels, norm=norm, pool=pool)
-    model = PrototypeNet(features, features.num_features, num_classes, embedding_dim, prototypes_per_class, gamma)
-    # Trained from scratch, so no ImageNet statistics to match: 0.5/0.5 maps pixels to [-1, 1].
-    model.fashion_preprocessing = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
-    return model
+    return PrototypeNet(features, features.num_features, num_classes, embedding_dim, prototypes_per_class, gamma)
+
+
+# Trained from scratch, so no ImageNet statistics to match: 0.5/0.5 maps pixels to [-1, 1].
+UNET_PREPROCESSING = Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
 def timm_prototype(num_classes, backbone, pretrained=False, embedding_dim=64, prototypes_per_class=1, gamma=1.0,
@@ -181,12 +183,10 @@ def timm_prototype(num_classes, backbone, pretrained=False, embedding_dim=64, pr
     # Same weights code as the `timm` model (hub / file / offline package); num_classes=0 gives
     # pooled features, and timm still applies drop_rate to them.
     features, _ = create_timm(backbone, pretrained, num_classes=0, drop_rate=drop_rate)
-    model = PrototypeNet(features, features.num_features, num_classes, embedding_dim, prototypes_per_class, gamma)
-    model.fashion_preprocessing = dict(features.fashion_preprocessing)
-    return model
+    return PrototypeNet(features, features.num_features, num_classes, embedding_dim, prototypes_per_class, gamma)
 
 
 @hookimpl
 def register_models(register):
-    register("unet_prototype", unet_prototype, tasks=("prototype",))
-    register("timm_prototype", timm_prototype, tasks=("prototype",))
+    register("unet_prototype", unet_prototype, tasks=("prototype",), preprocessing=UNET_PREPROCESSING)
+    register("timm_prototype", timm_prototype, tasks=("prototype",), preprocessing=timm_preprocessing)

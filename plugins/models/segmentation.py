@@ -14,10 +14,10 @@ Every model maps (N, 3, S, S) to (N, num_classes, S, S) logits; S must be a mult
 import segmentation_models_pytorch as smp
 import timm
 
-from fashioncli import hookimpl, pretrained as weights
-from fashioncli.errors import UnknownNameError, did_you_mean
-from fashioncli.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from fashion_plugins.models.timm_models import create_timm
+from fashioncli.api import IMAGENET, UnknownNameError, did_you_mean, hookimpl
+
+from fashion_plugins.models import pretrained as weights
+from fashion_plugins.models.timm_models import create_timm, timm_preprocessing
 
 
 def _encoder(encoder, pretrained):
@@ -42,23 +42,32 @@ def _encoder(encoder, pretrained):
     # A timm encoder gets its weights through create_timm (hub, file or offline package), then
     # copied by name into smp's features-only copy of the same network.
     source = None
-    if pretrained not in (None, False, "none", ""):
+    if _has_weights(pretrained):
         source, _ = create_timm(encoder, pretrained, num_classes=0)
     return f"tu-{encoder}", None, source
+
+
+def _has_weights(pretrained):
+    return pretrained not in (None, False, "none", "")
+
+
+def segmentation_preprocessing(encoder, pretrained=False):
+    """ImageNet statistics (those of smp's encoder weights), or those of the weights a timm
+    encoder copies in."""
+    if encoder not in smp.encoders.get_encoder_names() and _has_weights(pretrained):
+        return timm_preprocessing(encoder, pretrained)
+    return IMAGENET
 
 
 def _build(cls, num_classes, encoder, pretrained, **kwargs):
     name, smp_weights, source = _encoder(encoder, pretrained)
     model = cls(encoder_name=name, encoder_weights=smp_weights, classes=num_classes, **kwargs)
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
     if source is not None:
         features = model.encoder.model
         missing = [k for k in features.state_dict() if k not in source.state_dict()]
         if missing:  # features-only timm models are the full model minus its head
             raise weights.PretrainedError(f"pretrained weights of '{encoder}' lack encoder tensors, e.g. {missing[:3]}")
         features.load_state_dict({k: v for k, v in source.state_dict().items() if k in features.state_dict()})
-        mean, std = source.fashion_preprocessing["mean"], source.fashion_preprocessing["std"]
-    model.fashion_preprocessing = {"mean": list(mean), "std": list(std)}
     return model
 
 
@@ -78,5 +87,5 @@ def deeplabv3plus(num_classes, encoder="resnet50", pretrained=False, atrous_rate
 
 @hookimpl
 def register_models(register):
-    register("unet", unet, tasks=("segmentation",))
-    register("deeplabv3plus", deeplabv3plus, tasks=("segmentation",))
+    register("unet", unet, tasks=("segmentation",), preprocessing=segmentation_preprocessing)
+    register("deeplabv3plus", deeplabv3plus, tasks=("segmentation",), preprocessing=segmentation_preprocessing)

@@ -2,13 +2,14 @@
 import timm
 import torch
 
-from fashioncli import hookimpl, pretrained as weights
-from fashioncli.errors import UnknownNameError, did_you_mean
-from fashioncli.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from fashioncli.api import Preprocessing, UnknownNameError, did_you_mean, hookimpl
+
+from fashion_plugins.models import pretrained as weights
 
 
 def create_timm(backbone, pretrained=False, num_classes=0, **kwargs):
-    """-> (timm model with weights and ``fashion_preprocessing``, whether weights were loaded).
+    """-> (timm model with weights, whether weights were loaded); ``timm_preprocessing`` says how
+    its inputs are normalised.
 
     Shared by every model built on a timm backbone; ``kwargs`` go to ``timm.create_model``.
     """
@@ -17,7 +18,7 @@ def create_timm(backbone, pretrained=False, num_classes=0, **kwargs):
             f"unknown timm backbone '{backbone}'{did_you_mean(backbone, timm.list_models())}; "
             "list them with: python -c \"import timm; print(timm.list_models('*name*'))\""
         )
-    kind, file, mean, std = weights.resolve(pretrained, backbone)
+    kind, file = weights.resolve(pretrained, backbone)
     # Ported weight files carry a classifier and pair tensors up in order: load them into a model
     # that has one, then drop it.
     drop_classifier = bool(file) and num_classes == 0
@@ -26,13 +27,19 @@ def create_timm(backbone, pretrained=False, num_classes=0, **kwargs):
         weights.apply_state_dict(model, weights.load_state_dict_file(file), file)
     if drop_classifier:
         model.reset_classifier(0, **{k: kwargs[k] for k in ("global_pool",) if k in kwargs})
-    cfg = model.pretrained_cfg
-    # Preprocessing travels with the model into checkpoints and exports.
-    model.fashion_preprocessing = {
-        "mean": list(mean or cfg.get("mean", IMAGENET_MEAN)),
-        "std": list(std or cfg.get("std", IMAGENET_STD)),
-    }
     return model, kind != "none"
+
+
+def timm_preprocessing(backbone, pretrained=False):
+    """The mean and std a timm backbone's weights expect: an offline source's own scaling, else
+    the statistics timm's pretrained config gives for the architecture (those of the weights
+    timm loads, and the ones a model trained from scratch is given too)."""
+    statistics = weights.source_statistics(pretrained)
+    if statistics is None:
+        # A name timm knows without a pretrained config is built with timm's default config.
+        cfg = timm.models.get_pretrained_cfg(backbone) or timm.models.PretrainedCfg()
+        statistics = cfg.mean, cfg.std
+    return Preprocessing(*statistics)
 
 
 def zero_init_(layer):
@@ -59,4 +66,4 @@ def timm_classifier(backbone, num_classes, pretrained=False, drop_rate=0.0, drop
 
 @hookimpl
 def register_models(register):
-    register("timm", timm_classifier)
+    register("timm", timm_classifier, preprocessing=timm_preprocessing)

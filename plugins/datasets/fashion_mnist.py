@@ -1,85 +1,19 @@
-"""Importers for public clothing datasets, by name, from a local copy or downloaded on request."""
+"""`fashion-mnist`: Fashion-MNIST's four IDX files (28x28 grey, 60k train + 10k test), from a local
+copy or downloaded on request."""
 import gzip
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fashioncli import hookimpl
-from fashioncli.data.archives import extract
-from fashioncli.download import download as fetch
-from fashioncli.errors import DataError
-from fashioncli.data.importing import Imported, read_table
-
-from .importers import folder
+from fashioncli.api import DataError, Imported, download as fetch, hookimpl
 
 
 @hookimpl
 def register_datasets(register):
-    register("clothing-dataset", clothing_dataset, detect=_detect_clothing_full)
     register("fashion-mnist", fashion_mnist, detect=_detect_fashion_mnist)
 
-
-# --- alexeygrigorev/clothing-dataset (full: images.csv + images/) and -small (class folders) ----
-
-# GitHub publishes no checksum for these archives; download() then checks the zip's CRCs.
-CLOTHING_URLS = {
-    "small": "https://github.com/alexeygrigorev/clothing-dataset-small/archive/refs/heads/master.zip",
-    "full": "https://github.com/alexeygrigorev/clothing-dataset/archive/refs/heads/master.zip",
-}
-# Annotators' non-answers in the full set's label column, not classes.
-CLOTHING_NON_LABELS = {"Not sure", "Skip"}
-
-
-def clothing_dataset(source, download=False, variant="small"):
-    """alexeygrigorev's clothing dataset: the full set (images.csv) or the small set (train/validation/test)."""
-    root = Path(source)
-    if not root.exists():
-        if not download:
-            raise DataError(f"'{root}' not found; pass download=true to fetch the {variant} clothing dataset there")
-        _download_clothing(root, variant)
-    if (root / "images.csv").is_file():
-        return _clothing_full(root)
-    return folder(root)
-
-
-def _download_clothing(root, variant):
-    if variant not in CLOTHING_URLS:
-        raise DataError(f"variant must be one of {', '.join(CLOTHING_URLS)}, not '{variant}'")
-    archive = fetch(CLOTHING_URLS[variant], root.with_name(root.name + ".zip"))
-    staging = root.with_name(root.name + ".extracting")
-    shutil.rmtree(staging, ignore_errors=True)
-    extract(archive, staging)
-    inner = [p for p in staging.iterdir() if p.is_dir()]  # GitHub archives hold one <repo>-<branch>/
-    if len(inner) != 1:
-        raise DataError(f"'{archive}' does not hold the expected single folder; delete it and rerun")
-    inner[0].rename(root)
-    shutil.rmtree(staging)
-    archive.unlink()
-
-
-def _clothing_full(root):
-    columns = read_table(root / "images.csv")
-    if not {"image", "label"} <= set(columns):
-        raise DataError(f"'{root / 'images.csv'}' needs columns image,label (has: {', '.join(columns)})")
-    samples, problems = [], []
-    for image_id, label in zip(columns["image"], columns["label"]):
-        path = str((root / "images" / f"{image_id}.jpg").absolute())
-        if label in CLOTHING_NON_LABELS or not label:
-            problems.append({"path": path, "reason": f"label '{label}' is not a class (dropped)"})
-        else:
-            samples.append((path, label, None))
-    return Imported(sorted({label for _, label, _ in samples}), samples, problems)
-
-
-def _detect_clothing_full(source):
-    root = Path(source)
-    return 50 if (root / "images.csv").is_file() and (root / "images").is_dir() else 0
-
-
-# --- Fashion-MNIST: four IDX files, 28x28 grey, 60k train + 10k test ---------------------------
 
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 # file -> MD5 as published in the zalandoresearch/fashion-mnist README

@@ -1,23 +1,12 @@
-"""`synthetic-clothing`: a small clothing dataset drawn on the spot, so the quickstart needs no download.
-`synthetic-segmentation`: the same garments with their masks (background + 6 classes), for the
-segmentation quickstart and tests.
+"""The garments the synthetic importers draw (synthetic_clothing.py, synthetic_segmentation.py).
 
 Six garment silhouettes whose differences are the ones real classifiers must learn (sleeve
 length, leg length, a bodice above a flared hem), each with a random colour and pattern, size,
 aspect, rotation and position, on a cluttered, noisy background. Colour and texture carry no
 class information: only shape does. Seeded per image, so a rerun draws identical files.
 """
-from pathlib import Path
-
 import cv2
 import numpy as np
-
-from fashioncli import hookimpl
-from fashioncli.errors import DataError
-from fashioncli.data.importing import Imported
-
-NAMES = ("synthetic", "synthetic-clothing")
-SEGMENTATION_NAMES = ("synthetic-segmentation",)
 
 # Outlines in a unit frame (x right, y down, about -1..1), traced clockwise from the left neck.
 SHAPES = {
@@ -38,55 +27,12 @@ SHAPES = {
 CLASSES = list(SHAPES)
 
 
-@hookimpl
-def register_datasets(register):
-    register("synthetic-clothing", synthetic_clothing, detect=_detect)
-    register("synthetic-segmentation", synthetic_segmentation, detect=_detect_segmentation)
-
-
-def synthetic_clothing(source, out, per_class=100, size=96, data_seed=0):
-    """Draw per_class JPEGs of each of 6 garments at size x size into <out>/images/<class>/ (no download)."""
-    if int(per_class) < 1 or int(size) < 32:
-        raise DataError("synthetic-clothing needs per_class >= 1 and size >= 32")
-    samples = []
-    for label, name in enumerate(CLASSES):
-        folder = Path(out).absolute() / "images" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(int(per_class)):
-            rng = np.random.default_rng([int(data_seed), label, i])  # independent of drawing order
-            path = folder / f"{name}_{i:04d}.jpg"
-            image = draw_garment(name, int(size), rng)
-            quality = int(rng.integers(70, 96))
-            cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-            samples.append((str(path), name, None))
-    return Imported(list(CLASSES), samples)
-
-
-def synthetic_segmentation(source, out, count=240, size=96, data_seed=0):
-    """Draw ``count`` JPEGs (one garment each, the six garments in turn) at size x size into
-    <out>/images/, with masks: background 0, the garment's pixels its class (1..6). No download."""
-    if int(count) < 1 or int(size) < 32:
-        raise DataError("synthetic-segmentation needs count >= 1 and size >= 32")
-    folder = Path(out).absolute() / "images"
-    folder.mkdir(parents=True, exist_ok=True)
-    samples, masks = [], []
-    for i in range(int(count)):
-        label = i % len(CLASSES)
-        rng = np.random.default_rng([int(data_seed), 1000 + label, i])
-        image, garment = _draw(CLASSES[label], int(size), rng)
-        path = folder / f"{CLASSES[label]}_{i:04d}.jpg"
-        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-        samples.append((str(path), None, None))
-        masks.append(lambda index=np.where(garment, label + 1, 0).astype(np.uint8): index)
-    return Imported(["background", *CLASSES], samples, masks=masks)
-
-
 def draw_garment(name, size, rng):
     """One size x size RGB uint8 picture of garment ``name``."""
-    return _draw(name, size, rng)[0]
+    return draw_with_mask(name, size, rng)[0]
 
 
-def _draw(name, size, rng):
+def draw_with_mask(name, size, rng):
     """(picture, boolean mask of the garment's pixels) of garment ``name``."""
     image = _background(size, rng)
     outline = _place(SHAPES[name], size, rng)
@@ -167,11 +113,3 @@ def _fabric(size, rng, avoid):
     fabric = base * (1 - weight[..., None]) + second * weight[..., None]
     shade = 1 + rng.uniform(-0.25, 0.25) * (u - u.mean()) / size  # light from one side
     return fabric * shade[..., None]
-
-
-def _detect(source):
-    return 100 if str(source) in NAMES and not Path(str(source)).exists() else 0
-
-
-def _detect_segmentation(source):
-    return 100 if str(source) in SEGMENTATION_NAMES and not Path(str(source)).exists() else 0

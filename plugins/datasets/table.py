@@ -1,67 +1,18 @@
-"""Generic importers: a folder per class, or a table (CSV/parquet) of image paths and labels."""
+"""`table`: a table (CSV/parquet) of image paths and labels, or of several label columns as heads."""
 import os
 import posixpath
 import re
 from pathlib import Path
 
-from fashioncli import hookimpl
-from fashioncli.errors import DataError
-from fashioncli.data.images import IMAGE_EXTENSIONS, ImageError, check_box, iter_image_files
-from fashioncli.data.importing import (
-    TABLE_SUFFIXES, Imported, derive_columns, head_labels, normalize_heads, normalize_split, pick_column, read_table,
+from fashioncli.api import (
+    TABLE_SUFFIXES, DataError, ImageError, Imported, check_box, derive_columns, head_labels, hookimpl,
+    normalize_heads, pick_column, read_table,
 )
 
 
 @hookimpl
 def register_datasets(register):
-    register("folder", folder, detect=_detect_folder)
     register("table", table, detect=_detect_table)
-
-
-def folder(source):
-    """A folder per class, optionally under train/val(idation)/test split folders."""
-    root = Path(os.path.abspath(source))
-    if not root.is_dir():
-        raise DataError(f"'{root}' is not a folder")
-    subdirs = _subdirs(root)
-    split_dirs = {d: normalize_split(d.name) for d in subdirs}
-    # A split folder holds class folders; a class merely called 'test' holds images.
-    split_dirs = {d: s for d, s in split_dirs.items() if s and _subdirs(d)}
-    samples, problems, classes = [], [], set()
-    if split_dirs:
-        for d in subdirs:
-            if d not in split_dirs:
-                problems.append({"path": str(d), "reason": "folder ignored: not a train/val/test split folder"})
-        for d, split in split_dirs.items():
-            _scan_classes(d, split, samples, problems, classes)
-    else:
-        _scan_classes(root, None, samples, problems, classes)
-    if not samples:
-        raise DataError(
-            f"no images found in '{root}'; expected one folder per class ({', '.join(sorted(IMAGE_EXTENSIONS))}), "
-            "optionally under train/val/test folders"
-        )
-    return Imported(sorted(classes), samples, problems)
-
-
-def _subdirs(path):
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX")
-
-
-def _scan_classes(root, split, samples, problems, classes):
-    for path in iter_image_files(root, recursive=False):
-        problems.append({"path": str(path), "reason": "not inside a class folder"})
-    for class_dir in _subdirs(root):
-        files = list(iter_image_files(class_dir))
-        if not files:
-            problems.append({"path": str(class_dir), "reason": "class folder has no images"})
-            continue
-        classes.add(class_dir.name)
-        samples.extend((str(p), class_dir.name, split) for p in files)
-
-
-def _detect_folder(source):
-    return 1 if Path(source).is_dir() else 0  # anything more specific should win
 
 
 _WINDOWS_ABS = re.compile(r"^[A-Za-z]:/|^//")
@@ -79,7 +30,7 @@ def table(source, image_col=None, label_col=None, root=None, split_col=None, hea
     Relative paths are resolved against ``root`` (default: the table's folder); Windows
     separators are accepted, and a path whose leading folders do not exist under root (a table
     written elsewhere, e.g. 'data/images\\1.jpg' next to 'images/') is found by dropping them.
-    heads: label columns as heads (see ``fashioncli.data.importing.normalize_heads``);
+    heads: label columns as heads (see ``fashioncli.api.normalize_heads``);
     derive: composite columns to split first, e.g. {description: {sep: ' - ', into: [master, sub]}};
     box_cols: four columns x1,y1,x2,y2 (a list or 'x1,y1,x2,y2') holding each row's bounding box in
         source pixels: the image is cropped to it. A row may list the same image again with another
