@@ -7,12 +7,12 @@ hookimpl = pluggy.HookimplMarker("fashion")
 
 @hookspec
 def register_tasks(register):
-    """Register tasks (a ``fashioncli.tasks.base.Task`` subclass): ``register(name, task_class)``."""
+    """Register tasks (a ``fashioncli.api.Task`` subclass): ``register(name, task_class)``."""
 
 
 @hookspec
 def register_models(register):
-    """Register model factories: ``register(name, factory)``."""
+    """Register model factories and their input preprocessing: ``register(name, factory, preprocessing=...)``."""
 
 
 @hookspec
