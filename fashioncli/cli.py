@@ -259,23 +259,25 @@ def export(checkpoint, fmt, out, check_images):
 
 
 @cli.command()
-@click.option("--all", "all_plugins", is_flag=True, help="Include the built-in plugins.")
+@click.option("--third-party", is_flag=True, help="Only the installed plugins, not the built-in ones.")
+@click.option("--all", "all_plugins", is_flag=True, hidden=True)  # the default now; kept for old scripts
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def plugins(all_plugins, as_json):
-    """List installed plugins and what each registered.
+def plugins(third_party, all_plugins, as_json):
+    """List the plugins (built-in ones too) and what each registered: tasks, models, losses,
+    datasets, metrics, exporters, commands.
 
     \b
     Examples:
-      fashion plugins --all
-      fashion plugins --json
+      fashion plugins
+      fashion plugins --third-party --json
     """
     from .plugins import list_plugins
 
-    items = list_plugins(all_plugins=all_plugins)
+    items = list_plugins(all_plugins=not third_party)
     if as_json:
         return _echo_json(items)
     if not items:
-        click.echo("No third-party plugins installed (see them all with --all).")
+        click.echo("No third-party plugins installed.")
     for p in items:
         click.echo(f"{p['name']} {p.get('version', '')}{' (built-in)' if p['builtin'] else ''}")
         for kind, names in p["registered"].items():

@@ -199,11 +199,13 @@ def test_plugins_json_lists_the_builtin_tasks():
 
     from fashioncli.cli import cli
 
-    result = CliRunner().invoke(cli, ["plugins", "--all", "--json"])
+    result = CliRunner().invoke(cli, ["plugins", "--json"])  # built-ins are listed by default
     assert result.exit_code == 0, result.output
     tasks = {p["name"]: p["registered"].get("tasks") for p in json.loads(result.output)}
     assert tasks["fashioncli.tasks"] == ["classification", "prototype", "multitask", "segmentation"]
     assert [t for name, t in tasks.items() if t and name != "fashioncli.tasks"] == []
+    third_party = CliRunner().invoke(cli, ["plugins", "--third-party", "--json"])
+    assert json.loads(third_party.output) == []  # the suite loads no installed plugin
 
 
 def test_installed_plugins_do_not_load_in_the_test_suite(tmp_path):
