@@ -107,7 +107,7 @@ class PreparedDataset:
                     self._rows[split] = list(CsvReader(f))
             except OSError as exc:
                 raise DataError(f"cannot read '{path}': {exc.strerror}; run fashion prepare again") from None
-        return self._rows[split]
+        return list(self._rows[split])  # read once; a caller's list of its own
 
     def paths(self, split):
         """The split's absolute image paths, in the order of ``<split>.csv``."""

@@ -58,9 +58,11 @@ class Task:
 
     @classmethod
     def prepares(cls, imported):
-        """How well this task prepares an importer's ``Imported`` (0: not at all); the registered
-        task with the highest score prepares it, into a dataset of its ``dataset_kind``. By
-        default it claims the sources whose ``Imported.kind`` is its ``dataset_kind``."""
+        """How well this task prepares an importer's ``Imported``: 0 not at all; the highest-scoring task does.
+
+        The source becomes a dataset of that task's ``dataset_kind``. By default a task claims
+        the sources whose ``Imported.kind`` is its ``dataset_kind``.
+        """
         from .preparation import CLAIMS
 
         return CLAIMS if cls.preparation() and imported.kind == cls.dataset_kind else 0

@@ -53,8 +53,10 @@ class Preparation:
         return class_labels(self.imported)
 
     def clean(self, problems):
-        """-> (samples [(path, label, split or None, box or None)], notes): the imported samples
-        kept; those left out are appended to ``problems`` (see ``data.clean.checked_samples``)."""
+        """-> (samples [(path, label, split or None, box or None)], notes); the samples left out go to ``problems``.
+
+        ``data.clean.checked_samples`` does the checks every task needs (split names, boxes).
+        """
         raise NotImplementedError
 
     def stratum(self, label):
