@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fashioncli import cache as cache_module
+from fashioncli.data import cache as cache_module
 from fashioncli.data.dataset import PreparedDataset
 from fashioncli.errors import DataError
 from fashioncli.data.images import ImageError, check_box, crop_box, format_box, parse_box
