@@ -65,38 +65,39 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
     task = _preparing_task(imported, name)
     options = PrepareOptions(out=out, image_size=image_size, workers=workers, progress=progress,
                              classes=classes, other_classes=other_classes)
-    work = task.preparation()(imported, options)
-    warnings = check_labels(work.labels(), source_str)  # before any image is decoded
+    preparation = task.preparation()(imported, options)
+    warnings = check_labels(preparation.labels(), source_str)  # before any image is decoded
     problems = list(imported.problems)
-    samples, notes = work.clean(problems)
+    samples, notes = preparation.clean(problems)
     notes = warnings + notes
     has_boxes = any(box is not None for *_, box in samples)
-    splits = assign_splits(samples, val_fraction, test_fraction, seed, work.stratum)
+    splits = assign_splits(samples, val_fraction, test_fraction, seed, preparation.stratum)
 
     infos = cache_splits(splits, out / "cache" / str(image_size), image_size, workers, progress, problems)
-    work.after_images(splits, infos, problems)
+    preparation.after_images(splits, infos, problems)
     if "train" not in splits:
         raise DataError(f"no readable training images in '{source}' ({len(problems)} files could not be used)")
-    work.finish(splits, notes)
+    preparation.finish(splits, notes)
 
-    header = ["path", *work.columns(), *(["box"] if has_boxes else [])]
+    header = ["path", *preparation.columns(), *(["box"] if has_boxes else [])]
     for split, rows in splits.items():
-        lines = [(p, *work.cells(label), *([format_box(box)] if has_boxes else [])) for p, label, box in rows]
+        lines = [(p, *preparation.cells(label), *([format_box(box)] if has_boxes else [])) for p, label, box in rows]
         write_csv(out / f"{split}.csv", header, lines, lineterminator="\n")
-    report = build_report(splits, infos, work, problems, notes, name, source_str, image_size)
+    report = build_report(splits, infos, preparation, problems, notes, name, source_str, image_size)
     write_json(out / "report.json", report)
-    write_text(out / "report.md", report_markdown(report, work))
+    write_text(out / "report.md", report_markdown(report, preparation))
     meta = {
         "format_version": FORMAT_VERSION, "task": task.dataset_kind,
         "splits": {s: len(rows) for s, rows in splits.items()},
         "importer": name, "source": source_str, "image_size": image_size,
-        **work.dataset_meta(),
+        **preparation.dataset_meta(),
         **({"boxes": True} if has_boxes else {}),
     }
     write_json(out / "dataset.json", meta)
     return {
-        "out": str(out), "importer": name, "task": meta["task"], **work.summary(report), "splits": meta["splits"],
-        **({"counts": report["counts"]} if work.summary_counts else {}), "problems": len(problems),
+        "out": str(out), "importer": name, "task": meta["task"], **preparation.summary(report),
+        "splits": meta["splits"],
+        **({"counts": report["counts"]} if preparation.summary_counts else {}), "problems": len(problems),
         "duplicates_across_splits": len(report["duplicates"]["across_splits"]),
         "image_size": image_size, "seconds": round(time.perf_counter() - started, 2),
         **({"warnings": warnings} if warnings else {}),

@@ -176,8 +176,7 @@ def drop_copies(listed, problems):
 
 # The multi-task table helpers moved to the multitask task; importers that import them from here
 # keep working until they import them from the plugin API.
-_MOVED = {"MISSING_VALUES": "fashioncli.tasks.multitask.importing", "normalize_heads": "fashioncli.tasks.multitask.importing",
-          "head_labels": "fashioncli.tasks.multitask.importing"}
+_MOVED = dict.fromkeys(("MISSING_VALUES", "normalize_heads", "head_labels"), "fashioncli.tasks.multitask.importing")
 
 
 def __getattr__(name):

@@ -40,7 +40,9 @@ class SegmentationPreparation(Preparation):
                                                imported.class_sets)
         if len(imported.masks) != len(imported.samples):
             raise PluginError(f"dataset importer returned {len(imported.masks)} masks for {len(imported.samples)} samples")
-        with_masks = replace(imported, samples=[(p, reader, s) for (p, _, s), reader in zip(imported.samples, imported.masks)])
+        # each sample with its mask reader as its label, so the checks keep the two together
+        paired = [(path, reader, split) for (path, _, split), reader in zip(imported.samples, imported.masks)]
+        with_masks = replace(imported, samples=paired)
         self.readers, samples = {}, []
         for path, reader, split, _ in checked_samples(with_masks, problems, boxes=False):
             if path in self.readers:
