@@ -8,11 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from fashioncli import cache as cache_module
+from fashioncli.data import cache as cache_module
 from fashioncli.data.dataset import PreparedDataset
 from fashioncli.errors import DataError
 from fashioncli.data.images import ImageError, check_box, crop_box, format_box, parse_box
 from fashioncli.prepare import prepare
+from fashioncli.tasks.multitask.heads import encode_split, heads_from_json
 
 WHITE = (255, 255, 255)
 
@@ -188,7 +189,7 @@ def test_deepfashion_heads_splits_and_crops(tmp_path):
         for size in (12, 7):  # the prepared size, and one PreparedDataset.cache builds with the boxes
             for row, path in zip(ds.cache(split, size), ds.paths(split)):
                 assert_solid(row, colours[path])
-    targets = ds.targets("train")
+    targets = encode_split(ds, "train", heads_from_json(ds.meta["heads"]))
     assert targets["category"].tolist() == [0, 0, 2] and targets["fabric"].tolist() == [[0, 1], [1, 1], [0, 0]]
 
 

@@ -246,9 +246,9 @@ def test_imat_tags_unknown_colour_is_a_problem_not_a_guess(tmp_path):
 def test_prepare_imat_tags_writes_a_multilabel_dataset(tmp_path):
     src = make_imat(tmp_path / "src")
     # Detection picks segmentation (mask-folder) for this layout; tags are asked for by name.
-    from fashioncli.prepare import _pick_importer
+    from fashioncli.data.sources import pick_importer
 
-    assert _pick_importer(str(src), None)[0] == "mask-folder"
+    assert pick_importer(str(src), None)[0] == "mask-folder"
     summary = prepare(str(src), str(tmp_path / "out"), importer="imat-tags", image_size=16, progress=False, workers=1,
                       min_pixels=10)
     assert summary["importer"] == "imat-tags" and summary["task"] == "multitask"

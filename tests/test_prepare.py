@@ -13,7 +13,7 @@ import pytest
 from conftest import shared_dataset
 from helpers import file_server, make_image_folder
 
-from fashioncli import cache as cache_module
+from fashioncli.data import cache as cache_module
 from fashioncli import hookimpl, plugins
 from fashioncli.data.dataset import PreparedDataset
 from fashioncli.download import download
@@ -21,7 +21,8 @@ from fashioncli.errors import DataError, RecipeError
 from fashioncli.data.images import read_image
 from fashioncli.data.importing import Imported
 from fashioncli.predict import decode as predict_decode
-from fashioncli.prepare import _pick_importer, prepare
+from fashioncli.data.sources import pick_importer
+from fashioncli.prepare import prepare
 
 
 def run(source, out, **kw):
@@ -299,11 +300,11 @@ def test_plugin_importer_is_detected_and_gets_out(tmp_path):
 def test_importer_detection(tmp_path):
     make_image_folder(tmp_path / "folder", per_class=1, size=8)
     (tmp_path / "t.csv").write_text("image,label\n")
-    assert _pick_importer(str(tmp_path / "folder"), None)[0] == "folder"
-    assert _pick_importer(str(tmp_path / "t.csv"), None)[0] == "table"
-    assert _pick_importer("synthetic", None)[0] == "synthetic-clothing"
+    assert pick_importer(str(tmp_path / "folder"), None)[0] == "folder"
+    assert pick_importer(str(tmp_path / "t.csv"), None)[0] == "table"
+    assert pick_importer("synthetic", None)[0] == "synthetic-clothing"
     with pytest.raises(DataError, match="not found"):
-        _pick_importer(str(tmp_path / "nothing"), None)
+        pick_importer(str(tmp_path / "nothing"), None)
 
 
 # --- the prepared directory ------------------------------------------------------------------------

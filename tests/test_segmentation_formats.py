@@ -366,8 +366,8 @@ def test_detect_scores(tmp_path):
     assert {k: v for k, v in scores.items() if v} == {k: 30 for k in own}
     # Kaggle's label_descriptions.json is a JSON with categories but no segmentation: not COCO.
     assert detect["coco-seg"](str(kaggle / "label_descriptions.json")) == 0
-    from fashioncli.prepare import _pick_importer
+    from fashioncli.data.sources import pick_importer
 
-    assert _pick_importer(str(coco), None)[0] == "coco-seg"
-    assert _pick_importer(str(kaggle), None)[0] == "imaterialist-csv"
-    assert _pick_importer(str(mat), None)[0] == "mat-seg"
+    assert pick_importer(str(coco), None)[0] == "coco-seg"
+    assert pick_importer(str(kaggle), None)[0] == "imaterialist-csv"
+    assert pick_importer(str(mat), None)[0] == "mat-seg"

@@ -14,7 +14,7 @@ from fashioncli.cli import cli
 from fashioncli.data.dataset import PreparedDataset
 from fashioncli.data.masks import read_index_mask
 from fashioncli.prepare import prepare
-from fashioncli.tasks.segmentation.prepare import IGNORE, class_mapping, class_weights
+from fashioncli.tasks.segmentation.prepare import IGNORE, class_mapping, class_weights, mask_cache
 
 PALETTE = [("background", (0, 0, 0)), ("shirt, blouse", (128, 0, 0)), ("pants", (0, 128, 0)), ("shoe", (0, 0, 128))]
 COLOURS = np.array([rgb for _, rgb in PALETTE], np.uint8)
@@ -101,7 +101,7 @@ def test_prepare_checks_every_mask_and_drops_copies(mask_source, tmp_path):
     for row in rows:  # index masks and converted colour masks alike, at full size
         i = int(row["path"].rsplit("/", 1)[-1][:3])
         np.testing.assert_array_equal(read_index_mask(row["mask"]), mask_of(i))
-    masks, images = data.mask_cache("train", 32), data.cache("train", 32)
+    masks, images = mask_cache(data, "train", 32), data.cache("train", 32)
     assert masks.shape == (8, 32, 32, 1) and images.shape == (8, 32, 32, 3)
     want = cv2.resize(mask_of(0), (32, 32), interpolation=cv2.INTER_NEAREST_EXACT)  # pixel centres
     np.testing.assert_array_equal(masks[0][..., 0], want)

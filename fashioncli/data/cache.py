@@ -124,7 +124,7 @@ def cached(paths, size, out_dir, name, workers=None, progress=True, boxes=None, 
     except DataError:
         fresh = False
     if not fresh:
-        build_cache(paths, size, out_dir, name, workers=workers or default_workers(), progress=progress, boxes=boxes,
+        build_cache(paths, size, out_dir, name, workers=workers or default_decode_threads(), progress=progress, boxes=boxes,
                     decode=decode, channels=channels)
         rows, meta = open_cache(out_dir, name)
     if meta["errors"]:
@@ -171,8 +171,33 @@ def keep_rows(out_dir, name, keep, paths, boxes=None):
     _write_json(out_dir / f"{name}.json", meta)
 
 
-def default_workers():
+def default_decode_threads():
+    """Threads that decode images into a cache when the caller does not say: one per core, at most 8."""
     return min(8, os.cpu_count() or 1)
+
+
+def cache_splits(splits, cache_dir, size, workers, progress, problems):
+    """Decode (and crop) every split of prepare into its cache once; unreadable images leave
+    ``splits`` ({split: [(path, label, box)]}, in place) for ``problems``, and a split left empty
+    leaves with its cache. Returns {split: cache metadata} (source shape and SHA-1 of every kept row)."""
+    infos = {}
+    has_boxes = any(box is not None for rows in splits.values() for *_, box in rows)
+    boxes_of = (lambda rows: [box for *_, box in rows]) if has_boxes else (lambda rows: None)  # noqa: E731
+    for split, rows in list(splits.items()):
+        errors = build_cache([p for p, *_ in rows], size, cache_dir, split, workers=workers, progress=progress,
+                             boxes=boxes_of(rows))
+        problems += [{"path": rows[i][0], "reason": e} for i, e in enumerate(errors) if e]
+        keep = [i for i, e in enumerate(errors) if e is None]
+        if not keep:
+            del splits[split]
+            for suffix in (".u8", ".json"):
+                (cache_dir / f"{split}{suffix}").unlink()
+            continue
+        if len(keep) < len(rows):
+            rows = splits[split] = [rows[i] for i in keep]
+            keep_rows(cache_dir, split, keep, [p for p, *_ in rows], boxes=boxes_of(rows))
+        infos[split] = open_cache(cache_dir, split)[1]
+    return infos
 
 
 def _create(path, n, size, channels=3):

@@ -2,11 +2,12 @@
 
     <dir>/dataset.json          {"format_version": 1, "task": "classification", "classes": [...],
                                  "splits": {"train": n, ...}, "importer", "source", "image_size"}
-                                a multi-task dataset has "task": "multitask" and "heads":
-                                {name: {"type", "classes", "parent"?, "parent_of"?}} (see heads.py);
-                                "boxes": true when the samples have bounding boxes;
-                                a segmentation dataset has "task": "segmentation", "classes",
-                                "ignore_index", "palette"? and "class_sets" (segmentation/prepare.py)
+                                "task" is the dataset's kind (a task's ``dataset_kind``); the
+                                kind's ``Preparation`` writes the entries on labels, e.g. a
+                                multi-task dataset's "heads": {name: {"type", "classes", "parent"?,
+                                "parent_of"?}} (see tasks/multitask/heads.py), a segmentation
+                                dataset's "classes", "ignore_index", "palette"? and "class_sets";
+                                "boxes": true when the samples have bounding boxes
     <dir>/<split>.csv           header path,label (absolute path, class name), or
                                 path,<head>,... (one text cell per head, '' = missing);
                                 or path,mask (segmentation: a prepared index PNG under masks/);
@@ -24,7 +25,6 @@ import numpy as np
 
 from .cache import cached
 from ..errors import DataError
-from ..tasks.multitask.heads import heads_from_json
 from .images import ImageError, parse_box
 from ..io import ENCODING, CsvReader
 
@@ -38,17 +38,25 @@ def dataset_kinds():
     return sorted({entry.factory.dataset_kind for entry in get("tasks")})
 
 
+def required_keys(kind):
+    """The dataset.json entries a dataset of ``kind`` cannot be read without, as the task that
+    prepares it declares them (``Preparation.required``)."""
+    from ..plugins import get
+
+    return sorted({key for entry in get("tasks") if entry.factory.dataset_kind == kind
+                   for key in getattr(entry.factory.preparation(), "required", ())})
+
+
 class PreparedDataset:
     def __init__(self, root, meta):
         self.root = Path(root)
         self.meta = meta
-        self.task = meta["task"]
-        self.heads = heads_from_json(meta.get("heads") or {})
+        self.kind = meta["task"]
         self.classes = list(meta.get("classes") or [])
         self.class_index = {name: i for i, name in enumerate(self.classes)}
         self.splits = list(meta["splits"])
         self.image_size = meta.get("image_size")
-        self._samples = {}
+        self._rows = {}
         self._boxes = {}
 
     @classmethod
@@ -62,8 +70,8 @@ class PreparedDataset:
             )
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            version, task = meta["format_version"], meta["task"]
-            meta["heads" if task == "multitask" else "classes"], meta["splits"]
+            version, kind = meta["format_version"], meta["task"]
+            meta["splits"]
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"'{meta_path}' is damaged ({exc}); run fashion prepare again") from None
         if version != FORMAT_VERSION:
@@ -72,14 +80,17 @@ class PreparedDataset:
                 "run fashion prepare again"
             )
         kinds = dataset_kinds()
-        if task not in kinds:
-            raise DataError(f"'{root}' holds a {task} dataset; this fashion reads {', '.join(kinds)} datasets")
+        if kind not in kinds:
+            raise DataError(f"'{root}' holds a {kind} dataset; this fashion reads {', '.join(kinds)} datasets")
+        missing = [key for key in required_keys(kind) if key not in meta]
+        if missing:
+            raise DataError(f"'{meta_path}' is damaged (no '{missing[0]}'); run fashion prepare again")
         return cls(root, meta)
 
     def require(self, kind, task=None):
         """DataError unless the dataset is of ``kind`` (what the recipe's ``task`` trains on)."""
-        if self.task != kind:
-            raise DataError(f"'{self.root}' is a {self.task} dataset but the recipe's task is {task or kind}")
+        if self.kind != kind:
+            raise DataError(f"'{self.root}' is a {self.kind} dataset but the recipe's task is {task or kind}")
         return self
 
     def _check_split(self, split):
@@ -89,43 +100,42 @@ class PreparedDataset:
     def rows(self, split):
         """``<split>.csv`` as a list of dicts (its header's columns), in the order of its cache."""
         self._check_split(split)
-        path = self.root / f"{split}.csv"
-        try:
-            with open(path, newline="", **ENCODING) as f:
-                return list(CsvReader(f))
-        except OSError as exc:
-            raise DataError(f"cannot read '{path}': {exc.strerror}; run fashion prepare again") from None
-
-    def targets(self, split):
-        """Multi-task labels of a split: {head: encoded numpy targets} (see heads.py)."""
-        rows = self.rows(split)
-        try:
-            return {name: head.encode([row[name] for row in rows]) for name, head in self.heads.items()}
-        except KeyError as exc:
-            raise DataError(f"'{self.root / split}.csv' has a label {exc} that dataset.json does not list; "
-                            "run fashion prepare again") from None
-
-    def samples(self, split):
-        """[(absolute image path, label index or None for multi-task)] in the order of ``<split>.csv``."""
-        if split not in self._samples:
-            rows = self.rows(split)
-            if self.task != "classification":
-                self._samples[split] = [(row["path"], None) for row in rows]
-                return self._samples[split]
-            out = []
-            for line, row in enumerate(rows, start=2):
-                try:
-                    out.append((row["path"], self.class_index[row["label"]]))
-                except KeyError:
-                    raise DataError(
-                        f"{self.root / split}.csv:{line}: needs columns path,label with a label from dataset.json, "
-                        f"got {dict(row)}"
-                    ) from None
-            self._samples[split] = out
-        return self._samples[split]
+        if split not in self._rows:
+            path = self.root / f"{split}.csv"
+            try:
+                with open(path, newline="", **ENCODING) as f:
+                    self._rows[split] = list(CsvReader(f))
+            except OSError as exc:
+                raise DataError(f"cannot read '{path}': {exc.strerror}; run fashion prepare again") from None
+        return list(self._rows[split])  # read once; a caller's list of its own
 
     def paths(self, split):
-        return [p for p, _ in self.samples(split)]
+        """The split's absolute image paths, in the order of ``<split>.csv``."""
+        try:
+            return [row["path"] for row in self.rows(split)]
+        except KeyError:
+            raise DataError(f"{self.root / split}.csv has no path column; run fashion prepare again") from None
+
+    def labels(self, split):
+        """The split's class indices (into ``classes``) of its label column."""
+        out = []
+        for line, row in enumerate(self.rows(split), start=2):
+            try:
+                out.append(self.class_index[row["label"]])
+            except KeyError:
+                raise DataError(
+                    f"{self.root / split}.csv:{line}: needs columns path,label with a label from dataset.json, "
+                    f"got {dict(row)}"
+                ) from None
+        return np.array(out, dtype=np.int64)
+
+    def samples(self, split):
+        """[(absolute image path, class index, or None when the rows have no label column)] in the
+        order of ``<split>.csv``."""
+        rows = self.rows(split)
+        labelled = bool(rows) and "label" in rows[0]
+        labels = self.labels(split).tolist() if labelled else [None] * len(rows)
+        return list(zip(self.paths(split), labels))
 
     def boxes(self, split):
         """Each row's bounding box (x1, y1, x2, y2) or None, in the order of ``<split>.csv``;
@@ -144,18 +154,6 @@ class PreparedDataset:
                         raise DataError(f"{self.root / split}.csv:{line}: {exc}; run fashion prepare again") from None
             self._boxes[split] = boxes
         return self._boxes[split]
-
-    def mask_cache(self, split, size=None, workers=None, progress=True):
-        """Segmentation: the split's masks as an N x size x size x 1 uint8 array, like ``cache``."""
-        from ..tasks.segmentation.prepare import decode_mask
-
-        size = int(size or self.image_size)
-        masks = [row["mask"] for row in self.rows(split)]
-        return cached(masks, size, self.root / "cache" / str(size), f"{split}.mask", workers=workers,
-                      progress=progress, decode=decode_mask, channels=1)
-
-    def labels(self, split):
-        return np.array([label for _, label in self.samples(split)], dtype=np.int64)
 
     def cache(self, split, size=None, workers=None, progress=True):
         """The split's images as an N x size x size x 3 uint8 array (memmap), built on first use."""

@@ -34,10 +34,16 @@ class Imported:
     """A source dataset, as listed by an importer (nothing decoded yet).
 
     classes: class names in the order label indices should follow.
-    samples: (image path, class name, split or None); split is one of SPLITS or an alias
-        ('validation', 'valid', ...), None = let ``prepare`` assign it.
-        For a multi-task source (``heads`` set), the class name is a {head: value} dict and
-        ``classes`` is unused.
+    samples: (image path, label, split or None); split is one of SPLITS or an alias
+        ('validation', 'valid', ...), None = let ``prepare`` assign it. The label is what the
+        task preparing the source reads (see ``kind``): a class name; for a multi-task source
+        (``heads`` set) a {head: value} dict, ``classes`` unused; for a segmentation source
+        (``masks`` set) None; for a plugin task's kind, whatever that task defines (e.g. a number
+        per image for a regression task).
+    kind: the kind of dataset the source holds: the ``dataset_kind`` of the registered task that
+        prepares it (e.g. "regression" for a plugin's regression task). None: the built-in kinds,
+        told apart by the fields set (``heads``: multitask, ``masks``: segmentation, else
+        classification).
     problems: [{"path", "reason"}] for entries the importer already had to drop.
     masks: None, or (segmentation) one mask reader per sample, see the field below.
     boxes: None (every image whole), or a list aligned with ``samples``: per sample None or a
@@ -65,6 +71,7 @@ class Imported:
     # and named class subsets that eval reports mIoU over, e.g. {"evaluated": [17 names]}.
     palette: list = None
     class_sets: dict = None
+    kind: str = None
 
 
 def normalize_split(name):
@@ -120,11 +127,7 @@ def pick_column(columns, wanted, candidates, what, table):
     )
 
 
-# -- multi-task tables ---------------------------------------------------------
-# Cells that mean "no label" in published tables, compared lower-cased.
-MISSING_VALUES = frozenset({"", "nan", "none", "null", "na", "n/a", "-"})
-
-
+# -- composite columns -------------------------------------------------------
 def derive_columns(columns, derive, table):
     """Split composite columns in place: {"description": {"sep": " - ", "into": [a, b, ...]}}.
 
@@ -139,77 +142,6 @@ def derive_columns(columns, derive, table):
         for i, name in enumerate(into):
             columns[name] = [p[i].strip() if len(p) == len(into) else None for p in parts]
     return columns
-
-
-def normalize_heads(heads):
-    """Recipe/argument form -> {name: {"column", "type", "sep", "missing", "columns", "parent"}}.
-
-    ``heads`` is a list of column names (categorical heads) or a mapping of head name to None or
-    {column, type (categorical|binary|multilabel), sep (multilabel list separator, default '|'),
-    columns (multilabel from several 0/1 columns), missing (extra values meaning "unknown"), parent}.
-    """
-    from ..tasks.multitask.heads import HEAD_TYPES
-
-    if isinstance(heads, str):
-        heads = [h.strip() for h in heads.split(",") if h.strip()]
-    if isinstance(heads, (list, tuple)):
-        heads = {h: None for h in heads}
-    if not isinstance(heads, dict) or not heads:
-        raise DataError("heads: expected a list of columns or a mapping {head: {column, type, ...}}")
-    out = {}
-    for name, spec in heads.items():
-        spec = dict(spec or {})
-        unknown = set(spec) - {"column", "type", "sep", "missing", "columns", "parent", "classes"}
-        if unknown:
-            raise DataError(f"heads.{name}.{sorted(unknown)[0]}: unknown key; allowed: column, type, sep, columns, "
-                            "missing, parent, classes")
-        spec.setdefault("type", "multilabel" if spec.get("columns") else "categorical")
-        if spec["type"] not in HEAD_TYPES:
-            raise DataError(f"heads.{name}.type: '{spec['type']}' is not one of {', '.join(HEAD_TYPES)}")
-        spec.setdefault("column", name)
-        spec.setdefault("sep", "|")
-        spec["missing"] = {str(v).lower() for v in spec.get("missing") or ()} | MISSING_VALUES
-        out[name] = spec
-    return out
-
-
-def _cell(value, spec):
-    if value is None:
-        return None
-    value = str(value).strip()
-    return None if value.lower() in spec["missing"] else value
-
-
-def head_labels(columns, heads, table):
-    """Table columns + normalised heads -> ({head: {"type", "classes"?, "parent"?}}, [{head: value}] per row).
-
-    Values are text for categorical and binary heads, a list of texts for multilabel heads, and
-    None where the label is missing.
-    """
-    names, n = list(columns), len(next(iter(columns.values()), []))
-    per_head = {}
-    for name, spec in heads.items():
-        if spec.get("columns"):  # multi-label as several 0/1 columns: the label is the column's name
-            cols = [pick_column(names, c, (), f"heads.{name}", table) for c in spec["columns"]]
-            flags = [[_cell(v, spec) for v in columns[c]] for c in cols]
-            per_head[name] = [
-                None if any(f[r] is None for f in flags)
-                else [c for c, f in zip(cols, flags) if f[r] not in ("0", "0.0", "false", "False", "no")]
-                for r in range(n)
-            ]
-            spec.setdefault("classes", cols)
-            continue
-        column = pick_column(names, spec["column"], (), f"heads.{name}", table)
-        cells = [_cell(v, spec) for v in columns[column]]
-        if spec["type"] == "multilabel":
-            cells = [None if c is None else [p.strip() for p in c.split(spec["sep"]) if p.strip()] for c in cells]
-        per_head[name] = cells
-    declared = {
-        name: {k: spec[k] for k in ("type", "classes", "parent") if spec.get(k) is not None}
-        for name, spec in heads.items()
-    }
-    rows = [{name: per_head[name][r] for name in heads} for r in range(n)]
-    return declared, rows
 
 
 # -- split folders (<root>/<split>/images/...) -------------------------------
@@ -240,3 +172,16 @@ def drop_copies(listed, problems):
         kept.append((path, split, folder))
     order = {s: i for i, s in enumerate(SPLITS)}
     return sorted(kept, key=lambda t: (order[t[1]], str(t[0])))
+
+
+# The multi-task table helpers moved to the multitask task; importers that import them from here
+# keep working until they import them from the plugin API.
+_MOVED = dict.fromkeys(("MISSING_VALUES", "normalize_heads", "head_labels"), "fashioncli.tasks.multitask.importing")
+
+
+def __getattr__(name):
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,41 +13,37 @@ from ..errors import DataError
 _SEPARATORS = ("/", "\\")
 
 
-def check_labels(imported, source):
-    """DataError for the first label (class or head name) with a line break or path separator,
-    naming it and where it came from; -> warnings for labels that differ only by case or
-    Unicode normalisation."""
+def check_labels(found, source):
+    """DataError for the first label with a line break or path separator, naming it and where it
+    came from; -> warnings for labels that differ only by case or Unicode normalisation.
+
+    found: {scope ("label", "head", "head 'x' label"): {label: where it was first seen}}, what the
+    task preparing the source names (``Preparation.labels``; ``add_label`` fills it).
+    """
     warnings = []
-    for scope, labels in _labels(imported).items():
+    for scope, labels in found.items():
         for label, origin in labels.items():
             _refuse(label, f"'{source}': {scope} {label!r} ({origin})")
         warnings += _lookalikes(scope, labels)
     return warnings
 
 
-def _labels(imported):
-    """{scope ("label", "head", "head 'x' label"): {label: where it was first seen}}."""
-    found = defaultdict(dict)
+def add_label(found, scope, label, where):
+    """Record ``label`` of ``scope`` in ``found`` (see ``check_labels``) unless it is missing or
+    already seen: the first place it occurs is the one a message names."""
+    if label is not None and label != "":
+        found.setdefault(scope, {}).setdefault(str(label), where)
 
-    def add(scope, label, where):
-        if label is not None and label != "":
-            found[scope].setdefault(str(label), where)
 
-    # Images first: the row to fix in the source is more use than the class list made from it.
-    if imported.heads is None:
-        for path, label, _ in imported.samples:
-            add("label", label, f"image '{path}'")
-        for c in imported.classes:
-            add("label", c, "the class list")
-        return found
-    for name, spec in imported.heads.items():
-        add("head", name, "the heads")
-        for c in spec.get("classes") or ():
-            add(f"head '{name}' label", c, "declared classes")
-    for path, labels, _ in imported.samples:
-        for name, value in (labels or {}).items():
-            for v in value if isinstance(value, (list, tuple)) else [value]:
-                add(f"head '{name}' label", v, f"image '{path}'")
+def class_labels(imported):
+    """{"label": {label: where first seen}} of a source with a class per image: the samples'
+    labels, then the class list (the row to fix in the source is more use than the class list
+    made from it)."""
+    found = {}
+    for path, label, _ in imported.samples:
+        add_label(found, "label", label, f"image '{path}'")
+    for c in imported.classes:
+        add_label(found, "label", c, "the class list")
     return found
 
 

@@ -108,8 +108,9 @@ class FileImages(Dataset):
         return x, label, i, error
 
 
-def default_workers():
-    """Leave a core for the main process, which runs the model."""
+def default_loader_workers():
+    """DataLoader worker processes when the caller does not say: a core is left for the main
+    process, which runs the model."""
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
@@ -118,7 +119,7 @@ def make_loader(dataset, batch_size, shuffle=False, num_workers=None, seed=0, dr
     """``persistent=False`` starts workers afresh each epoch, seeded from ``loader.generator``:
     reseeding the generator then makes the workers' augmentation a function of that seed.
     ``sampler`` (e.g. distributed.RankSampler) replaces ``shuffle``; it should draw from ``generator``."""
-    num_workers = default_workers() if num_workers is None else num_workers
+    num_workers = default_loader_workers() if num_workers is None else num_workers
     # Always a generator of its own: a loader never draws from the global RNG, so creating one
     # (e.g. the first validation after a resume) cannot shift training's random stream.
     if generator is None:

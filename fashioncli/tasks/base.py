@@ -50,7 +50,22 @@ class Task:
     exportable = True  # `fashion export` writes it to ONNX and TorchScript
     holds_classes_out = False  # the recipe's data.classes may train on some of the dataset's classes
 
-    # -- prepare
+    # -- prepare: classmethods; one source's work is a ``Preparation`` (see ``preparation.py``)
+    @classmethod
+    def preparation(cls):
+        """The ``Preparation`` class that makes this task's datasets; None: the task prepares none of its own."""
+        return None
+
+    @classmethod
+    def prepares(cls, imported):
+        """How well this task prepares an importer's ``Imported``: 0 not at all; the highest-scoring task does.
+
+        The source becomes a dataset of that task's ``dataset_kind``. By default a task claims
+        the sources whose ``Imported.kind`` is its ``dataset_kind``.
+        """
+        from .preparation import CLAIMS
+
+        return CLAIMS if cls.preparation() and imported.kind == cls.dataset_kind else 0
 
     # -- train: an instance per run, from the recipe and the prepared dataset
     def __init__(self, recipe, data):

@@ -11,6 +11,18 @@ class ClassificationTask(Task):
     holds_classes_out = True
 
     # -- prepare
+    @classmethod
+    def preparation(cls):
+        from .prepare import ClassificationPreparation
+
+        return ClassificationPreparation
+
+    @classmethod
+    def prepares(cls, imported):
+        """Any source that declares no kind of its own (nor heads or masks, which other tasks claim)."""
+        from ..preparation import FALLBACK
+
+        return FALLBACK if imported.kind is None else super().prepares(imported)
 
     # -- train
     def __init__(self, recipe, data):

@@ -12,7 +12,7 @@ from ...data.loaders import CachedImages, make_loader
 from ...errors import DataError
 from ...inference import run_model
 from .metrics import multitask_metrics
-from .heads import LABEL_SEP, decode, heads_from_json
+from .heads import LABEL_SEP, decode, encode_split, heads_from_json
 from ...io import write_csv
 
 SCALARS = ("support", "accuracy", "f1_macro", "auroc_macro", "map")
@@ -25,12 +25,11 @@ def evaluate_heads(model, meta, root, split, out, options):
     heads, pre = heads_from_json(meta["heads"]), meta["preprocessing"]
     thresholds = meta.get("thresholds") or {}
     data = PreparedDataset.open(root).require("multitask")
-    missing = [h for h in heads if h not in data.heads]
+    known = data.meta["heads"]
+    missing = [h for h in heads if h not in known]
     if missing:
-        raise DataError(f"'{root}' has no head {', '.join(missing)} (its heads: {', '.join(data.heads)})")
-    for name, head in heads.items():  # the model's classes, not the data's: re-encode by name
-        data.heads[name] = head
-    targets = {name: t for name, t in data.targets(split).items() if name in heads}
+        raise DataError(f"'{root}' has no head {', '.join(missing)} (its heads: {', '.join(known)})")
+    targets = encode_split(data, split, heads)  # the model's classes, not the data's: encoded by name
     paths = data.paths(split)
     if not paths:
         raise DataError(f"split '{split}' of '{root}' is empty")

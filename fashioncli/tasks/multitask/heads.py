@@ -78,6 +78,16 @@ def heads_from_json(data):
     return {name: Head.from_json(name, spec) for name, spec in data.items()}
 
 
+def encode_split(data, split, heads):
+    """The labels of ``heads`` in a prepared split -> {head: encoded targets}, row for row with its cache."""
+    rows = data.rows(split)
+    try:
+        return {name: head.encode([row[name] for row in rows]) for name, head in heads.items()}
+    except KeyError as exc:
+        raise DataError(f"'{data.root / split}.csv' has a label {exc} that dataset.json does not list; "
+                        "run fashion prepare again") from None
+
+
 def present(head, target):
     """Boolean (N,) mask of the rows whose label for ``head`` is known."""
     return target >= 0 if target.ndim == 1 else (target >= 0).all(dim=1)

@@ -2,7 +2,7 @@
 loss and weight; outputs and targets are {head: tensor}."""
 from ...errors import RecipeError
 from ..base import Task
-from .heads import present
+from .heads import encode_split, heads_from_json, present
 
 
 class MultiTask(Task):
@@ -10,18 +10,31 @@ class MultiTask(Task):
     dataset_kind = "multitask"
 
     # -- prepare
+    @classmethod
+    def preparation(cls):
+        from .prepare import MultiTaskPreparation
+
+        return MultiTaskPreparation
+
+    @classmethod
+    def prepares(cls, imported):
+        """A source with heads."""
+        from ..preparation import CLAIMS
+
+        return CLAIMS if imported.heads is not None else super().prepares(imported)
 
     # -- train
     def __init__(self, recipe, data):
         super().__init__(recipe, data)
-        chosen = recipe.get("heads") or {name: {} for name in data.heads}
-        unknown = [h for h in chosen if h not in data.heads]
+        known = heads_from_json(data.meta["heads"])
+        chosen = recipe.get("heads") or {name: {} for name in known}
+        unknown = [h for h in chosen if h not in known]
         if unknown:
             raise RecipeError(f"heads.{unknown[0]}: the dataset '{data.root}' has no such head; "
-                              f"its heads: {', '.join(data.heads)}")
+                              f"its heads: {', '.join(known)}")
         template = recipe.get("head") or {}
         self.config = {name: {**template, **(cfg or {})} for name, cfg in chosen.items()}
-        self.heads = {name: data.heads[name] for name in chosen}
+        self.heads = {name: known[name] for name in chosen}
         self.thresholds = {}
 
     def model_args(self):
@@ -32,7 +45,7 @@ class MultiTask(Task):
         }}
 
     def targets(self, data, split):
-        return {name: t for name, t in data.targets(split).items() if name in self.heads}
+        return encode_split(data, split, self.heads)
 
     def criterion(self):
         from ...plugins import get

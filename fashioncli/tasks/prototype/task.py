@@ -5,6 +5,12 @@ from ..classification import ClassificationTask
 class PrototypeTask(ClassificationTask):
     name = "prototype"
 
+    # -- prepare
+    @classmethod
+    def prepares(cls, imported):
+        """None: prototype models train on classification datasets, which classification prepares."""
+        return 0
+
     # -- train
     def __init__(self, recipe, data):
         super().__init__(recipe, data)

@@ -6,19 +6,91 @@ PNG under ``<out>/masks/<split>/``; ``<split>.csv`` pairs it with its image (col
 The masks are cached like the images (nearest-neighbour resizing, ``cache/<size>/<split>.mask``).
 """
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from ...data.cache import cached, keep_rows, open_cache
-from ...errors import DataError, did_you_mean
+from ...data.clean import checked_samples
 from ...data.masks import MaskError, class_pixels, index_from_bytes, resize_mask
+from ...data.report import count_table
+from ...errors import DataError, PluginError, did_you_mean
+from ...io import md_cell
+from ..preparation import Preparation
 from .render import write_mask_png
 
 IGNORE = 255  # the prepared masks' ignore index: uint8 masks hold at most 255 classes
 OTHER_CLASSES = ("background", "ignore")
 BACKGROUND = 0
+
+
+class SegmentationPreparation(Preparation):
+    """A sample's label is None until its mask is written, then the prepared mask file."""
+
+    required = ("classes",)
+    writes = ("masks",)
+
+    def clean(self, problems):
+        """The class set chosen (--classes, --other-classes) and one mask reader per path (a path
+        listed twice keeps its first mask); boxes are not read: masks cover whole images."""
+        imported = self.imported
+        self.classes, self.lut = class_mapping(imported.classes, self.options.classes, self.options.other_classes,
+                                               imported.class_sets)
+        if len(imported.masks) != len(imported.samples):
+            raise PluginError(f"dataset importer returned {len(imported.masks)} masks for {len(imported.samples)} samples")
+        # each sample with its mask reader as its label, so the checks keep the two together
+        paired = [(path, reader, split) for (path, _, split), reader in zip(imported.samples, imported.masks)]
+        with_masks = replace(imported, samples=paired)
+        self.readers, samples = {}, []
+        for path, reader, split, _ in checked_samples(with_masks, problems, boxes=False):
+            if path in self.readers:
+                problems.append({"path": path, "reason": "listed twice; kept the first mask"})
+            else:
+                self.readers[path] = reader
+                samples.append((path, None, split, None))
+        return samples, []
+
+    def after_images(self, splits, infos, problems):
+        """Check, write and cache every mask (see ``cache_masks``)."""
+        o = self.options
+        self.pixels = cache_masks(splits, self.readers, infos, self.lut, self.imported, self.classes, o.out,
+                                  o.image_size, o.workers, o.progress, problems)
+
+    def columns(self):
+        return ("mask",)
+
+    def describe(self):
+        return {"classes": self.classes}
+
+    def counts(self, splits):
+        """Images that show each class."""
+        return {s: dict(zip(self.classes, self.pixels[s][0])) for s in splits}
+
+    def report_extras(self, splits):
+        """Class pixel frequencies per split and training class weights."""
+        train = self.pixels.get("train", next(iter(self.pixels.values())))[1]
+        total = max(1, sum(train))
+        return {
+            "pixels": {s: dict(zip(self.classes, p[1])) for s, p in self.pixels.items()},
+            "pixel_frequency": {c: round(n / total, 6) for c, n in zip(self.classes, train)},
+            "class_weights": dict(zip(self.classes, class_weights(train))),
+        }
+
+    def markdown(self, report):
+        splits = list(report["splits"])
+        lines = ["## Images that show each class", ""]
+        lines += count_table(report["counts"], report["classes"], splits, totals=report["splits"])
+        lines += ["## Pixels", "", f"Pixel counts at {report['image_size']} px; frequency and median-frequency class "
+                  "weights from train (use them as `loss.args.weight`).", "",
+                  "| class | " + " | ".join(splits) + " | frequency | weight |", "|---|" + "---:|" * (len(splits) + 2)]
+        lines += [f"| {md_cell(c)} | " + " | ".join(str(report["pixels"][s][c]) for s in splits)
+                  + f" | {report['pixel_frequency'][c]:.4%} | {report['class_weights'][c]:g} |" for c in report["classes"]]
+        return lines + [""]
+
+    def dataset_meta(self):
+        return {"classes": self.classes, **dataset_meta(self.imported, self.classes)}
 
 
 def class_mapping(names, classes=None, other_classes="background", class_sets=None):
@@ -190,3 +262,11 @@ def class_weights(pixels):
     weights[present] = np.median(freq[present]) / freq[present]
     return [round(float(w), 4) for w in weights]
 
+
+
+def mask_cache(data, split, size=None, workers=None, progress=True):
+    """A prepared split's masks as an N x size x size x 1 uint8 array (like its image cache), built on first use."""
+    size = int(size or data.image_size)
+    masks = [row["mask"] for row in data.rows(split)]
+    return cached(masks, size, data.root / "cache" / str(size), f"{split}.mask", workers=workers,
+                  progress=progress, decode=decode_mask, channels=1)

@@ -7,6 +7,18 @@ class SegmentationTask(Task):
     dataset_kind = "segmentation"
 
     # -- prepare
+    @classmethod
+    def preparation(cls):
+        from .prepare import SegmentationPreparation
+
+        return SegmentationPreparation
+
+    @classmethod
+    def prepares(cls, imported):
+        """A source with masks."""
+        from ..preparation import CLAIMS
+
+        return CLAIMS if imported.masks is not None else super().prepares(imported)
 
     # -- train
     def __init__(self, recipe, data):
@@ -19,7 +31,9 @@ class SegmentationTask(Task):
         return {"num_classes": len(self.classes)}
 
     def targets(self, data, split):
-        return data.mask_cache(split, self.recipe["data"]["image_size"])
+        from .prepare import mask_cache
+
+        return mask_cache(data, split, self.recipe["data"]["image_size"])
 
     def dataset(self, images, masks, transform=None):
         from ...data.loaders import CachedMasks
