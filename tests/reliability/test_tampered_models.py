@@ -16,7 +16,7 @@ from fashioncli.cli import cli
 from fashioncli.errors import CheckpointError
 from fashioncli.export import export
 from fashioncli.model_meta import check_metadata
-from fashioncli.predict import METADATA_KEY, open_engine
+from fashioncli.engines import METADATA_KEY, open_engine
 
 
 def _set(path, value):
