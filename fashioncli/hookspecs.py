@@ -32,4 +32,5 @@ def register_metrics(register):
 
 @hookspec
 def register_exporters(register):
-    """Register model exporters used by ``fashion export``: ``register(name, factory)``."""
+    """Register model exporters used by ``fashion export``, and how their files open in ``fashion predict``:
+    ``register(name, factory, suffixes=(".ext",), open=engine_class, runs_code=False)``."""
