@@ -246,7 +246,7 @@ class FileFormat:
         self.suffixes = tuple(s.lower() for s in suffixes)
 
 
-def _builtin_formats():
+def builtin_formats():
     """The built-in exporters' formats, from their registration hook, without the plugin registry."""
     formats = []
 
@@ -257,7 +257,7 @@ def _builtin_formats():
     return formats
 
 
-def _registered_formats():
+def registered_formats():
     """Every registered exporter's format (loading the plugins: torch and the models come with them)."""
     from .plugins import get
 
@@ -270,7 +270,7 @@ def file_format(path):
     if path.is_dir():
         return None
     suffix = path.suffix.lower()
-    for formats in (_builtin_formats, _registered_formats):  # the built-ins first: no torch for an .onnx
+    for formats in (builtin_formats, registered_formats):  # the built-ins first: no torch for an .onnx
         found = [f for f in formats() if suffix in f.suffixes]
         if found:
             return found[0]

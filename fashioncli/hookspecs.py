@@ -32,5 +32,4 @@ def register_metrics(register):
 
 @hookspec
 def register_exporters(register):
-    """Register model exporters used by ``fashion export``, and how their files open in ``fashion predict``:
-    ``register(name, factory, suffixes=(".ext",), open=engine_class, runs_code=False)``."""
+    """Register exporters and how predict opens their files: ``register(name, factory, suffixes, open, runs_code)``."""

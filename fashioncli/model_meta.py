@@ -33,7 +33,7 @@ def _kind(value):
     return "None" if value is None else f"a {type(value).__name__}"
 
 
-def _is_number(value):
+def is_finite_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -66,7 +66,7 @@ def _preprocessing(meta, source):
                             f"got {show(size)}")
     for key in ("mean", "std"):
         value = pre.get(key)
-        if not isinstance(value, list) or len(value) != 3 or not all(map(_is_number, value)):
+        if not isinstance(value, list) or len(value) != 3 or not all(map(is_finite_number, value)):
             raise metadata_error(source, f"'preprocessing.{key}' must be 3 finite numbers (R, G, B), got {show(value)}")
     if min(pre["std"]) <= 0:
         raise metadata_error(source, f"'preprocessing.std' must be above 0, got {show(pre['std'])}")
@@ -98,9 +98,6 @@ def check_metadata(meta, source, checkpoint=False):
         raise metadata_error(source, f"task {show(meta.get('task'))} is not one of {', '.join(task_names())}") from None
     widths = task.check_labels(meta, source)
     _preprocessing(meta, source)
-    rejection = check_mapping(meta, "rejection", source, required=False)
-    if rejection.get("threshold") is not None and not _is_number(rejection["threshold"]):
-        raise metadata_error(source, f"'rejection.threshold' must be a finite number, got {show(rejection['threshold'])}")
     if checkpoint:
         _model(meta, task, widths, source)
         recipe = check_mapping(meta, "recipe", source, required=False)

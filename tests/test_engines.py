@@ -13,7 +13,7 @@ from helpers import CLASSES, tiny_checkpoint, write_images
 
 from fashioncli import hookimpl
 from fashioncli.cli import cli
-from fashioncli.engines import Engine, _builtin_formats, open_engine, read_metadata
+from fashioncli.engines import Engine, builtin_formats, open_engine, read_metadata
 from fashioncli.errors import CheckpointError
 from fashioncli.export import export
 from fashioncli.plugins import get, plugin_registered
@@ -153,7 +153,7 @@ def test_a_format_without_an_engine_is_refused_by_predict(scene, npz_format, tmp
 def test_builtin_formats_found_without_plugins_are_the_registered_ones():
     """open_engine reads the built-in exporters' registration without loading the plugins (torch-free
     ONNX): what it finds must be what the registry holds."""
-    found = {f.name: (f.suffixes, f.open, f.runs_code) for f in _builtin_formats()}
+    found = {f.name: (f.suffixes, f.open, f.runs_code) for f in builtin_formats()}
     registered = {e.name: (e.extra["suffixes"], e.extra["open"], e.extra["runs_code"]) for e in get("exporters")}
     assert found == {"onnx": ((".onnx",), *registered["onnx"][1:]),
                      "torchscript": ((".torchscript", ".ts"), *registered["torchscript"][1:])}

@@ -59,6 +59,16 @@ class PrototypeTask(ClassificationTask):
         return (meta.get("rejection") or {}).get("threshold")
 
     @classmethod
+    def check_labels(cls, meta, source):
+        from ...model_meta import check_mapping, is_finite_number, metadata_error, show
+
+        widths = super().check_labels(meta, source)
+        threshold = check_mapping(meta, "rejection", source, required=False).get("threshold")
+        if threshold is not None and not is_finite_number(threshold):
+            raise metadata_error(source, f"'rejection.threshold' must be a finite number, got {show(threshold)}")
+        return widths
+
+    @classmethod
     def output_names(cls, meta):
         from .export import OUTPUTS
 
