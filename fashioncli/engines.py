@@ -53,7 +53,7 @@ class Engine:
         raise NotImplementedError
 
     def outputs(self, results):
-        """The model's output list, in the order of its task's ``output_names`` -> what ``run`` returns."""
+        """The model's output list, in its task's order (``Task.activation``) -> what ``run`` returns."""
         return self.task.engine_outputs(self.meta, results)
 
     def run_tta(self, images, tta):

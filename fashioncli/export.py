@@ -1,7 +1,7 @@
 """`fashion export`: a checkpoint -> one self-describing file, checked against PyTorch.
 
 The exported model takes uint8 RGB images, N x 3 x S x S (S = image_size, any N), already resized
-by squashing, and returns what its task's engines return (``Task.output_names``; a classifier's
+by squashing, and returns what its task's engines return (``Task.activation``; a classifier's
 class probabilities N x C; tasks/<task>/export.py describes the others): normalisation and
 activations are inside, so a consumer only decodes and resizes. The file carries
 ``file_metadata()`` as JSON: in ONNX ``metadata_props["fashion"]``, in TorchScript the extra file

@@ -120,19 +120,15 @@ class Task:
     # classmethods. Engines return numpy; ``activation`` alone runs in torch (the checkpoint engine and
     # the exported module), and an onnxruntime-only deployment calls the others without torch.
     @classmethod
-    def output_names(cls, meta):
-        """The names of what an engine and an exported file return, in order."""
-        return ["probabilities"]
-
-    @classmethod
     def activation(cls, meta):
         """-> a function: the model's raw output (torch) -> what an engine and an exported file return
-        (a tensor, or a tuple in the order of ``output_names``); by default softmax over the classes."""
+        (a tensor, or a tuple of them, in the order of the export metadata's ``outputs``); by default
+        softmax over the classes."""
         return _softmax
 
     @classmethod
     def engine_outputs(cls, meta, results):
-        """An engine's list of outputs (numpy, ``output_names``' order) -> what ``row_layout`` and
+        """An engine's list of outputs (numpy, in ``activation``'s order) -> what ``row_layout`` and
         ``parity`` read."""
         return results[0]
 

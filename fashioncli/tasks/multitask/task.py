@@ -90,10 +90,6 @@ class MultiTask(Task):
     named_outputs = True
 
     @classmethod
-    def output_names(cls, meta):
-        return list(meta["heads"])
-
-    @classmethod
     def activation(cls, meta):
         from .heads import heads_from_json
 

@@ -69,12 +69,6 @@ class PrototypeTask(ClassificationTask):
         return widths
 
     @classmethod
-    def output_names(cls, meta):
-        from .export import OUTPUTS
-
-        return list(OUTPUTS)
-
-    @classmethod
     def activation(cls, meta):
         from .openset import min_distance
 
@@ -85,7 +79,9 @@ class PrototypeTask(ClassificationTask):
     @classmethod
     def engine_outputs(cls, meta, results):
         """-> {"probabilities": N x C, "distance": (N,)}."""
-        return dict(zip(cls.output_names(meta), results))
+        from .export import OUTPUTS
+
+        return dict(zip(OUTPUTS, results))
 
     @classmethod
     def output_shapes(cls, outputs):
