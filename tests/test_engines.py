@@ -159,3 +159,45 @@ def test_builtin_formats_found_without_plugins_are_the_registered_ones():
                      "torchscript": ((".torchscript", ".ts"), *registered["torchscript"][1:])}
     assert {name: registered[name] for name in found} == found
     assert found["torchscript"][2] and not found["onnx"][2]
+
+
+def _old_prototype_checkpoint(root, threshold):
+    """A prototype checkpoint as fashion wrote it before prototype was a task: task "classification"."""
+    from fashioncli import create_model
+    from fashioncli.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("timm_prototype", backbone="test_resnet", num_classes=len(CLASSES))
+    meta = {
+        "task": "classification", "classes": CLASSES, "epoch": 1, "rejection": {"threshold": threshold},
+        "model": {"name": "timm_prototype", "args": {"backbone": "test_resnet", "pretrained": False}},
+        "preprocessing": {"image_size": 32, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "resize": "squash"},
+    }
+    path = root / "old" / "checkpoints" / "best.pt"
+    save_checkpoint(path, model, meta)
+    return path
+
+
+def test_files_from_before_prototype_was_a_task_still_predict_and_export(scene, tmp_path):
+    """Checkpoints and ONNX files that say "classification" for a prototype model read as prototype."""
+    import onnx
+
+    from fashioncli.engines import METADATA_KEY
+    from fashioncli.predict import predict
+
+    _, photos = scene
+    ckpt = _old_prototype_checkpoint(tmp_path, threshold=0.0)  # every image is farther: `unknown`
+    summary = export(ckpt, "onnx", out=tmp_path / "m.onnx", check_images=photos)
+    assert summary["parity"]["distance"]["unknown_agreement"] == 1.0
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    (prop,) = [p for p in proto.metadata_props if p.key == METADATA_KEY]
+    meta = json.loads(prop.value)
+    assert meta["task"] == "prototype" and meta["rejection"] == {"threshold": 0.0}
+    prop.value = json.dumps({**meta, "task": "classification"})  # as an export written before the change
+    onnx.save(proto, str(tmp_path / "old.onnx"))
+    for model in (ckpt, tmp_path / "old.onnx"):
+        out = tmp_path / f"{model.stem}.csv"
+        result = predict(model, [photos], out, num_workers=0)
+        assert result["threshold"] == 0.0 and result["unknown"] == result["rows"] == 6
+        rows = _rows(out)
+        assert all(r["label"] == "unknown" and float(r["distance"]) > 0 for r in rows)
