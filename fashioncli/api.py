@@ -9,8 +9,7 @@ from .data.images import (
     IMAGE_EXTENSIONS, ImageError, check_box, decode_image, is_image_file, iter_image_files, read_image,
 )
 from .data.importing import (
-    SPLIT_ALIASES, SPLITS, TABLE_SUFFIXES, Imported, derive_columns, drop_copies, head_labels, normalize_heads,
-    normalize_split, pick_column, read_table, split_folders,
+    SPLIT_ALIASES, SPLITS, TABLE_SUFFIXES, Imported, derive_columns, drop_copies, normalize_split, pick_column, read_table, split_folders,
 )
 from .data.masks import (
     COLOUR_DIR, INDEX_DIR, MASK_SUFFIXES, PALETTE_FILE, MaskError, class_pixels, describe_unknown, find_mask,
@@ -22,9 +21,12 @@ from .errors import (
     CheckpointError, DataError, ExportError, FashionError, PluginError, RecipeError, UnknownNameError, did_you_mean,
 )
 from .hookspecs import hookimpl
-from .predict import METADATA_FILE, METADATA_KEY, Engine, OnnxEngine, TorchScriptEngine
+from .engines import METADATA_FILE, METADATA_KEY, Engine, OnnxEngine, TorchScriptEngine
 from .preprocessing import IMAGENET, Preprocessing
-from .tasks.base import EvalOptions, Task, concat, logits_of, rows_of
+from .data.clean import checked_samples
+from .tasks.base import EvalOptions, PredictOptions, Task, concat, logits_of, rows_of
+from .tasks.multitask.importing import head_labels, normalize_heads
+from .tasks.preparation import Preparation, PrepareOptions
 
 __all__ = [
     # hooks
@@ -35,7 +37,8 @@ __all__ = [
     # models: what a registration declares
     "Preprocessing", "IMAGENET", "IMAGENET_MEAN", "IMAGENET_STD",
     # tasks
-    "Task", "EvalOptions", "concat", "logits_of", "rows_of",
+    "Task", "EvalOptions", "PredictOptions", "Preparation", "PrepareOptions", "checked_samples",
+    "concat", "logits_of", "rows_of",
     # dataset importers
     "Imported", "SPLITS", "SPLIT_ALIASES", "TABLE_SUFFIXES", "normalize_split", "read_table", "pick_column",
     "derive_columns", "normalize_heads", "head_labels", "split_folders", "drop_copies",

@@ -10,6 +10,7 @@ from . import __version__
 from .errors import CheckpointError
 from .io import atomic_path, write_json
 from .model_meta import check_outputs, parse_metadata
+from .tasks import task_of
 
 FORMAT_VERSION = 1
 
@@ -101,14 +102,10 @@ def _build(meta, path):
         raise CheckpointError(f"'{path}': its metadata describes a model that cannot be built ({first})") from None
 
 
-def _outputs(model, size):
-    """[(name, shape)] of what ``model`` returns for one image, as predict's engines return it."""
-    out = model.eval()(torch.empty(1, 3, size, size, device="meta"))
-    if isinstance(out, dict) and "distances" in out:  # a prototype model: probabilities, distance
-        return [("probabilities", out["logits"].shape), ("distance", out["logits"].shape[:1])]
-    if isinstance(out, dict):  # a multi-task model: its heads
-        return [(name, o.shape) for name, o in out.items()]
-    return [("probabilities", getattr(out, "shape", None))]
+def _outputs(model, meta):
+    """[(name, shape)] of what ``model`` returns for one image, as an engine of its task returns it."""
+    size = meta["preprocessing"]["image_size"]
+    return task_of(meta).output_shapes(model.eval()(torch.empty(1, 3, size, size, device="meta")))
 
 
 def check_fits(weights, meta, path):
@@ -132,7 +129,7 @@ def check_fits(weights, meta, path):
                 f"{tuple(weights[key].shape)} in the file, {tuple(tensor.shape)} for the metadata's classes and model")
     try:
         with torch.no_grad():
-            outputs = _outputs(model, meta["preprocessing"]["image_size"])
+            outputs = _outputs(model, meta)
     except Exception:  # an operation without a meta kernel, or an input size the model refuses: built for
         return  # real, the model meets the same input in predict and eval, which report it there
     check_outputs(meta, path, outputs)

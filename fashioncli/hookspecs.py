@@ -32,7 +32,7 @@ def register_metrics(register):
 
 @hookspec
 def register_exporters(register):
-    """Register model exporters used by ``fashion export``: ``register(name, factory)``."""
+    """Register exporters and how predict opens their files: ``register(name, factory, suffixes, open, runs_code)``."""
 
 
 @hookspec

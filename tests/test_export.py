@@ -8,8 +8,8 @@ import torch
 from fashioncli import hookimpl, plugins
 from fashioncli.checkpoint import save_checkpoint
 from fashioncli.errors import ExportError, UnknownNameError
+from fashioncli.engines import METADATA_FILE, METADATA_KEY, OnnxEngine, open_engine
 from fashioncli.export import export
-from fashioncli.predict import METADATA_FILE, METADATA_KEY, OnnxEngine, open_engine
 
 from helpers import CLASSES, tiny_checkpoint, write_images
 

@@ -7,7 +7,8 @@ import pytest
 
 from fashioncli.errors import DataError
 from fashioncli.export import export
-from fashioncli.predict import COLUMNS, predict
+from fashioncli.predict import predict
+from fashioncli.tasks.classification.predict import COLUMNS
 from helpers import CLASSES, tiny_checkpoint, write_images
 
 N_GOOD = 7

@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from fashioncli.checkpoint import load_model, save_checkpoint
 from fashioncli.cli import cli
 from fashioncli.export import export
-from fashioncli.predict import CheckpointEngine, Engine, open_engine, predict
+from fashioncli.engines import CheckpointEngine, Engine, open_engine
+from fashioncli.predict import predict
 from helpers import tiny_checkpoint, write_images
 
 

@@ -20,7 +20,7 @@ from fashioncli.download import download
 from fashioncli.errors import DataError, RecipeError
 from fashioncli.data.images import read_image
 from fashioncli.data.importing import Imported
-from fashioncli.predict import decode as predict_decode
+from fashioncli.engines import decode as predict_decode
 from fashioncli.data.sources import pick_importer
 from fashioncli.prepare import prepare
 

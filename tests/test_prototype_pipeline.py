@@ -13,8 +13,10 @@ from fashioncli.errors import RecipeError
 from fashioncli.evaluate import evaluate
 from fashioncli.export import export
 from fashioncli.plots import plot_embedding
-from fashioncli.predict import UNKNOWN, predict
+from fashioncli.predict import predict
 from fashioncli.recipe import bundled_names, load_recipe
+from fashioncli.tasks.prototype import PrototypeTask
+from fashioncli.tasks.prototype.predict import UNKNOWN
 from fashioncli.train import train
 
 PROTOTYPE = {"name": "unet_prototype", "args": {"levels": 2, "base_channels": 4, "embedding_dim": 2}}
@@ -90,7 +92,7 @@ def test_a_threshold_set_by_hand_rejects_far_images(tiny_prepared, tmp_path):
 
 
 def test_onnx_export_carries_the_threshold_and_agrees_on_unknown(run, tiny_prepared, tmp_path):
-    from fashioncli.predict import OnnxEngine
+    from fashioncli.engines import OnnxEngine
 
     _, meta = load_checkpoint(run / "checkpoints" / "best.pt")
     test_images = tiny_prepared.parent / "src" / "test"
@@ -98,7 +100,7 @@ def test_onnx_export_carries_the_threshold_and_agrees_on_unknown(run, tiny_prepa
     assert summary["parity"]["distance"]["unknown_agreement"] == 1.0
     assert summary["parity"]["distance"]["max_rel_diff"] <= 1e-3
     engine = OnnxEngine(tmp_path / "m.onnx")
-    assert engine.threshold == meta["rejection"]["threshold"] and engine.meta["rejection"] == meta["rejection"]
+    assert PrototypeTask.threshold(engine.meta) == meta["rejection"]["threshold"] and engine.meta["rejection"] == meta["rejection"]
     assert [o.name for o in engine.session.get_outputs()] == ["probabilities", "distance"]
     predict(run, [test_images], tmp_path / "torch.csv", num_workers=0)
     predict(tmp_path / "m.onnx", [test_images], tmp_path / "onnx.csv", num_workers=0)

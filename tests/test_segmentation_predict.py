@@ -15,7 +15,8 @@ from fashioncli.checkpoint import save_checkpoint
 from fashioncli.cli import cli
 from fashioncli.data.images import read_resized
 from fashioncli.data.preprocess import normalize
-from fashioncli.tasks.segmentation.predict import class_areas, mask_agreement, resize_mask
+from fashioncli.tasks.segmentation.export import mask_agreement
+from fashioncli.tasks.segmentation.predict import class_areas, resize_mask
 
 CLASSES = ["background", "top", "skirt"]
 PALETTE = [[0, 0, 0], [200, 30, 30], [30, 30, 200]]

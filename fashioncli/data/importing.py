@@ -176,12 +176,3 @@ def drop_copies(listed, problems):
 
 # The multi-task table helpers moved to the multitask task; importers that import them from here
 # keep working until they import them from the plugin API.
-_MOVED = dict.fromkeys(("MISSING_VALUES", "normalize_heads", "head_labels"), "fashioncli.tasks.multitask.importing")
-
-
-def __getattr__(name):
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

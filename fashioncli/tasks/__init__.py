@@ -51,7 +51,8 @@ def task_of(meta):
     """The task of a checkpoint's or an export's metadata. Files written before prototype was a
     task of its own say "classification"; a rejection threshold or a prototype model marks them."""
     name = meta.get("task", "classification")
-    model = str((meta.get("model") or {}).get("name") or "")
+    spec = meta.get("model")  # checked later (model_meta); a damaged one must not fail here
+    model = str(spec.get("name") or "") if isinstance(spec, dict) else ""
     if name == "classification" and (meta.get("rejection") or model.endswith("prototype")):
         name = "prototype"
     return get_task(name)

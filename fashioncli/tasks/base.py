@@ -19,6 +19,17 @@ class EvalOptions:
     topk: int = 5
 
 
+@dataclass
+class PredictOptions:
+    """How `fashion predict` writes rows: top-k labels, a multi-task model's hierarchy, a segmentation
+    model's overlay format, and the threads that write its files."""
+
+    topk: int = 5
+    hierarchy: bool = True
+    overlay: str = "jpg"
+    num_workers: int = None
+
+
 def logits_of(outputs):
     """A model's class scores: the tensor itself, or the "logits" of a model returning a dict."""
     return outputs["logits"] if isinstance(outputs, dict) else outputs
@@ -120,3 +131,91 @@ class Task:
         raise NotImplementedError(f"`fashion eval` cannot score a {cls.name} model")
 
     # -- predict and export
+    # The verbs start from a model file's metadata here (a checkpoint's or an export's), so these are
+    # classmethods. Engines return numpy; ``activation`` alone runs in torch (the checkpoint engine and
+    # the exported module), and an onnxruntime-only deployment calls the others without torch.
+    @classmethod
+    def activation(cls, meta):
+        """-> a function: the model's raw output (torch) -> what an engine and an exported file return
+        (a tensor, or a tuple of them, in the order of the export metadata's ``outputs``); by default
+        softmax over the classes."""
+        return _softmax
+
+    @classmethod
+    def engine_outputs(cls, meta, results):
+        """An engine's list of outputs (numpy, in ``activation``'s order) -> what ``row_layout`` and
+        ``parity`` read."""
+        return results[0]
+
+    @classmethod
+    def output_shapes(cls, outputs):
+        """[(name, shape)] of a model's raw ``outputs`` as an engine would return them, to compare with
+        ``expected_outputs`` when a checkpoint loads: whatever the model returns, claims are checked."""
+        return [("probabilities", getattr(logits_of(outputs), "shape", None))]
+
+    @classmethod
+    def expected_outputs(cls, meta):
+        """[(name, rank, classes or None)] the outputs of a model of this task have."""
+        return [("probabilities", 2, len(meta["classes"]))]
+
+    # A multi-task model's outputs are its heads, named after them: names must match, not only counts.
+    output_noun = "output"
+    named_outputs = False
+
+    @classmethod
+    def check_labels(cls, meta, source):
+        """Check what the metadata says the outputs mean -> {output: number of classes} (model_meta)."""
+        from ..model_meta import check_class_names, metadata_error
+
+        if meta.get("heads"):  # an engine with heads would read the outputs as a multi-task model's
+            raise metadata_error(source, f"it has 'heads' but claims a {cls.name} model")
+        return {"classes": len(check_class_names(meta.get("classes"), "classes", source))}
+
+    @classmethod
+    def check_model_args(cls, injected, widths, source):
+        """The class counts fashion passed to a checkpoint's model factory against ``check_labels``' widths."""
+        from ..model_meta import metadata_error, show
+
+        if "num_classes" in injected and injected["num_classes"] != widths["classes"]:
+            raise metadata_error(source, f"the model is built with num_classes {show(injected['num_classes'])}, "
+                                         f"but 'classes' lists {widths['classes']}")
+
+    @classmethod
+    def labels(cls, meta):
+        """What a model's outputs mean: an export must read back with the checkpoint's."""
+        return {"classes": list(meta.get("classes") or [])}
+
+    @classmethod
+    def row_layout(cls, meta, out, fmt, options):
+        """The rows (and files) `fashion predict` writes for this task: an object with ``columns``,
+        ``folders`` (written beside ``out``, never read as inputs), ``summary`` and ``counts`` (entries
+        of predict's summary), ``rows(paths, outputs, errors)`` and ``csv_values(row)``."""
+        raise NotImplementedError(f"`fashion predict` cannot run a {cls.name} model")
+
+    @classmethod
+    def check_tta(cls, tta):
+        """Refuse test-time views this task's outputs cannot be averaged over (before any row is written)."""
+
+    @classmethod
+    def export_metadata(cls, meta, size):
+        """The task's part of an exported file's metadata: classes or heads, the outputs."""
+        raise NotImplementedError(f"`fashion export` cannot write a {cls.name} model")
+
+    @classmethod
+    def export_summary(cls, meta):
+        """What export's summary says about the model's labels."""
+        return {"classes": len(meta["classes"])}
+
+    @classmethod
+    def parity(cls, meta, want, got, atol):
+        """The checkpoint's and the export's ``engine_outputs`` on the same images -> {..., "ok": bool}."""
+        raise NotImplementedError
+
+    @classmethod
+    def parity_text(cls, parity):
+        """How ``parity``'s agreement reads in export's error message."""
+        raise NotImplementedError
+
+
+def _softmax(outputs):
+    return outputs.softmax(1)

@@ -1,16 +1,22 @@
 """Built-in exporters: ONNX and TorchScript.
 
-An exporter factory returns an object with:
-  ``suffix``                                    default file suffix
+An exporter registers ``register(name, factory, suffixes=(...), open=EngineClass, runs_code=bool)``:
+``suffixes`` name its files, ``open(path, device, threads)`` is the ``fashioncli.engines.Engine``
+that runs such a file in `fashion predict` and in export's parity check, and ``runs_code`` says
+loading a file runs code it carries (opened only with --trust-torchscript). The factory returns an
+object with
+  ``suffix``                                    default file suffix (else the first of ``suffixes``)
   ``save(module, example, path, metadata, opset=None) -> dict | None``
-      write ``module`` (uint8 N x 3 x S x S -> probabilities N x C; ``example`` is a batch of 2)
-      to ``path`` with the JSON-able ``metadata`` inside the file; return extra summary facts
-  ``load(path)`` -> a ``fashioncli.api.Engine`` that runs the file, for the parity check
+      write ``module`` (uint8 N x 3 x S x S -> the task's outputs, named as ``metadata["outputs"]``
+      or ``metadata["output"]`` lists; ``example`` is a batch of 2) to ``path`` with the JSON-able
+      ``metadata`` inside the file; return extra summary facts
+  ``load(path)``, only for an exporter registered without ``open``: the engine for the parity check.
+
+torch is imported inside ``save``: fashioncli.engines reads this module's registration to open an
+.onnx file where only onnxruntime is installed.
 """
 import json
 import warnings
-
-import torch
 
 from fashioncli.api import METADATA_FILE, METADATA_KEY, ExportError, OnnxEngine, TorchScriptEngine, hookimpl
 
@@ -21,6 +27,8 @@ class OnnxExporter:
     suffix = ".onnx"
 
     def save(self, module, example, path, metadata, opset=None):
+        import torch
+
         # The torch.export-based exporter (dynamo=True): the one torch >= 2.9 supports and defaults
         # to. The TorchScript-based one is faster here (~0.2 s against ~5 s) but deprecated and
         # slated for removal; the parity check guards either way.
@@ -34,7 +42,7 @@ class OnnxExporter:
         program.save(str(path))
         return {"opset": program.model.opset_imports.get("")}
 
-    def load(self, path):
+    def load(self, path):  # for plugins that subclass this exporter and register no engine of their own
         return OnnxEngine(path, device="cpu")
 
 
@@ -44,6 +52,8 @@ class TorchScriptExporter:
     suffix = ".torchscript"
 
     def save(self, module, example, path, metadata, opset=None):
+        import torch
+
         if opset is not None:
             raise ExportError("--opset applies to ONNX only; drop it for torchscript")
         with warnings.catch_warnings():  # torch.jit is deprecated upstream; the format is still wanted
@@ -53,11 +63,13 @@ class TorchScriptExporter:
             with open(path, "wb") as f:  # a file object: the archive's inner folder is not named after a temp file
                 torch.jit.save(traced, f, _extra_files={METADATA_FILE: json.dumps(metadata)})
 
-    def load(self, path):
+    def load(self, path):  # for plugins that subclass this exporter and register no engine of their own
         return TorchScriptEngine(path, device="cpu")
 
 
 @hookimpl
 def register_exporters(register):
-    register("onnx", OnnxExporter)
-    register("torchscript", TorchScriptExporter)
+    register("onnx", OnnxExporter, suffixes=(OnnxExporter.suffix,), open=OnnxEngine, runs_code=False)
+    # A TorchScript file is a program: loading it runs its code.
+    register("torchscript", TorchScriptExporter, suffixes=(TorchScriptExporter.suffix, ".ts"),
+             open=TorchScriptEngine, runs_code=True)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from fashioncli.api import RecipeError, hookimpl
 
 
-def _per_class(value, name, scalar=True):
+def per_class_tensor(value, name, scalar=True):
     """None, a number or a list of numbers -> None or a float tensor (a buffer that follows .to(device))."""
     if value is None:
         return None
@@ -19,14 +19,15 @@ def _per_class(value, name, scalar=True):
     return torch.tensor(values, dtype=torch.float32)
 
 
-def _fits(weights, width, name):
+def check_width(weights, width, name):
+    """A per-class argument has one value or one per output."""
     if weights is not None and weights.numel() not in (1, width):
         raise RecipeError(f"loss argument '{name}': {weights.numel()} values for {width} outputs; give one per output or a single number")
 
 
 def cross_entropy(label_smoothing=0.0, ignore_index=-100, weight=None):
     """Cross-entropy with optional label smoothing and per-class weights."""
-    return nn.CrossEntropyLoss(weight=_per_class(weight, "weight", scalar=False), label_smoothing=label_smoothing, ignore_index=ignore_index)
+    return nn.CrossEntropyLoss(weight=per_class_tensor(weight, "weight", scalar=False), label_smoothing=label_smoothing, ignore_index=ignore_index)
 
 
 class FocalLoss(nn.Module):
@@ -38,7 +39,7 @@ class FocalLoss(nn.Module):
     def __init__(self, gamma=2.0, alpha=None, ignore_index=-100):
         super().__init__()
         self.gamma, self.ignore_index = float(gamma), ignore_index
-        self.register_buffer("alpha", _per_class(alpha, "alpha"), persistent=False)
+        self.register_buffer("alpha", per_class_tensor(alpha, "alpha"), persistent=False)
 
     def forward(self, logits, targets):
         if logits.dim() > 2:  # one row per pixel: (N, C, ...) -> (N * ..., C)
@@ -51,7 +52,7 @@ class FocalLoss(nn.Module):
         log_pt = F.log_softmax(logits, dim=1).gather(1, targets.unsqueeze(1)).squeeze(1)
         loss = -((1.0 - log_pt.exp()).clamp(min=0.0) ** self.gamma) * log_pt
         if self.alpha is not None:
-            _fits(self.alpha, logits.shape[1], "alpha")
+            check_width(self.alpha, logits.shape[1], "alpha")
             loss = loss * (self.alpha if self.alpha.numel() == 1 else self.alpha[targets])
         return loss.mean()
 
@@ -69,13 +70,13 @@ class BCELoss(nn.Module):
         if not 0.0 <= label_smoothing < 1.0:
             raise RecipeError(f"loss argument 'label_smoothing': expected a number in [0, 1), got {label_smoothing!r}")
         self.label_smoothing = float(label_smoothing)
-        self.register_buffer("pos_weight", _per_class(pos_weight, "pos_weight"), persistent=False)
+        self.register_buffer("pos_weight", per_class_tensor(pos_weight, "pos_weight"), persistent=False)
 
     def forward(self, logits, targets):
         keep = targets >= 0
         if not keep.any():
             return logits.sum() * 0.0
-        _fits(self.pos_weight, logits.shape[-1], "pos_weight")
+        check_width(self.pos_weight, logits.shape[-1], "pos_weight")
         targets = targets.float() * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         loss = F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=self.pos_weight, reduction="none")
         return loss[keep].mean()

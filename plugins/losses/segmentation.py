@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fashioncli.api import hookimpl
-from fashion_plugins.losses.classification import _fits, _per_class
+from fashion_plugins.losses.classification import check_width, per_class_tensor
 
 
 def soft_overlap(logits, targets, ignore_index=255):
@@ -66,14 +66,14 @@ class MIoULoss(nn.Module):
     def __init__(self, smooth=1e-8, weight=None, ignore_index=255):
         super().__init__()
         self.smooth, self.ignore_index = float(smooth), ignore_index
-        self.register_buffer("weight", _per_class(weight, "weight", scalar=False), persistent=False)
+        self.register_buffer("weight", per_class_tensor(weight, "weight", scalar=False), persistent=False)
 
     def forward(self, logits, targets):
         inter, pred, truth = soft_overlap(logits, targets, self.ignore_index)
         iou = (inter + self.smooth) / (truth + pred - inter + self.smooth)  # (N, C)
         if self.weight is None:
             return 1.0 - iou.mean()
-        _fits(self.weight, logits.shape[1], "weight")
+        check_width(self.weight, logits.shape[1], "weight")
         return 1.0 - (iou * self.weight).sum(dim=1).mean() / self.weight.sum()
 
 

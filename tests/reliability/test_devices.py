@@ -10,7 +10,7 @@ from helpers import fashion, recipe_file, tiny_checkpoint, write_images
 from fashioncli import devices
 from fashioncli.cli import cli
 from fashioncli.errors import DeviceError
-from fashioncli.predict import _ort_providers
+from fashioncli.engines import _ort_providers
 
 PRESENT = ", ".join(devices.present())  # 'cpu' here; 'cpu, cuda:0, ...' on a GPU machine
 ABSENT = [

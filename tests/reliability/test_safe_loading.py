@@ -20,7 +20,7 @@ from fashioncli.cli import cli
 from fashioncli.data.dataset import PreparedDataset
 from fashioncli.download import download
 from fashioncli.errors import CheckpointError, DataError, RecipeError
-from fashioncli.predict import open_engine
+from fashioncli.engines import open_engine
 from fashioncli.recipe import load_recipe
 
 SOURCES = [Path(fashioncli.__file__).parent, Path(fashioncli.__file__).parents[1] / "plugins"]

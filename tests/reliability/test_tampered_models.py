@@ -16,7 +16,7 @@ from fashioncli.cli import cli
 from fashioncli.errors import CheckpointError
 from fashioncli.export import export
 from fashioncli.model_meta import check_metadata
-from fashioncli.predict import METADATA_KEY, open_engine
+from fashioncli.engines import METADATA_KEY, open_engine
 
 
 def _set(path, value):
@@ -62,6 +62,8 @@ BOTH = {
     "100001 classes": (_set("classes", [f"c{i}" for i in range(100_001)]), "1 to 100,000 class names"),
     "threshold without distances": (_set("rejection", {"threshold": 1.0}),
                                     "with 2 output(s) (probabilities, distance), but the model has 1"),
+    "threshold not a number": (_set("rejection", {"threshold": "far"}),
+                               "'rejection.threshold' must be a finite number, got 'far'"),
 }
 # Edits only a checkpoint can hold: the model fashion builds from it.
 CHECKPOINT = {

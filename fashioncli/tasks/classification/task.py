@@ -93,6 +93,29 @@ class ClassificationTask(Task):
         return {}, []
 
     # -- predict and export
+    @classmethod
+    def row_layout(cls, meta, out, fmt, options):
+        from .predict import TopK
+
+        return TopK(list(meta["classes"]), min(options.topk, len(meta["classes"])))
+
+    @classmethod
+    def export_metadata(cls, meta, size):
+        from .export import export_metadata
+
+        return export_metadata(meta, size)
+
+    @classmethod
+    def parity(cls, meta, want, got, atol):
+        from .export import agreement
+
+        return agreement(want, got, None, atol)
+
+    @classmethod
+    def parity_text(cls, parity):
+        from .export import agreement_text
+
+        return agreement_text(parity)
 
 
 def _chosen_classes(chosen, data):

@@ -98,3 +98,79 @@ class MultiTask(Task):
         return evaluate_heads(model, meta, root, split, out, options)
 
     # -- predict and export
+    # One output per head, named after it, in the heads' order.
+    output_noun = "head"
+    named_outputs = True
+
+    @classmethod
+    def activation(cls, meta):
+        from .heads import heads_from_json
+
+        heads = heads_from_json(meta["heads"])
+
+        def head_probabilities(outputs):
+            return tuple(outputs[n].sigmoid() if h.sigmoid else outputs[n].softmax(1) for n, h in heads.items())
+        return head_probabilities
+
+    @classmethod
+    def engine_outputs(cls, meta, results):
+        """-> {head: N x its classes}."""
+        return dict(zip(meta["heads"], results))
+
+    @classmethod
+    def output_shapes(cls, outputs):
+        if not isinstance(outputs, dict):  # not a multi-task model: the names differ
+            return super().output_shapes(outputs)
+        return [(name, o.shape) for name, o in outputs.items()]
+
+    @classmethod
+    def expected_outputs(cls, meta):
+        return [(name, 2, len(head["classes"])) for name, head in meta["heads"].items()]
+
+    @classmethod
+    def check_labels(cls, meta, source):
+        from .metadata import check_heads
+
+        return check_heads(meta, source)
+
+    @classmethod
+    def check_model_args(cls, injected, widths, source):
+        from .metadata import check_head_outputs
+
+        check_head_outputs(injected, widths, source)
+
+    @classmethod
+    def labels(cls, meta):
+        from .heads import heads_from_json
+
+        return {"heads": [(n, h.to_json()) for n, h in heads_from_json(meta["heads"]).items()]}
+
+    @classmethod
+    def row_layout(cls, meta, out, fmt, options):
+        from .heads import heads_from_json
+        from .predict import PerHead
+
+        return PerHead(heads_from_json(meta["heads"]), meta.get("thresholds"), options.hierarchy)
+
+    @classmethod
+    def export_metadata(cls, meta, size):
+        from .export import export_metadata
+
+        return export_metadata(meta, size)
+
+    @classmethod
+    def export_summary(cls, meta):
+        return {"heads": list(meta["heads"])}
+
+    @classmethod
+    def parity(cls, meta, want, got, atol):
+        from .export import parity
+        from .heads import heads_from_json
+
+        return parity(heads_from_json(meta["heads"]), meta.get("thresholds") or {}, want, got, atol)
+
+    @classmethod
+    def parity_text(cls, parity):
+        from ..classification.export import agreement_text
+
+        return agreement_text(parity)

@@ -58,3 +58,73 @@ class PrototypeTask(ClassificationTask):
         return entries, embedding_plot(model, meta, outputs, targets, unseen, out)
 
     # -- predict and export
+    # Besides the probabilities, each image's distance to its nearest prototype.
+    @classmethod
+    def threshold(cls, meta):
+        """The distance (squared) to the nearest prototype beyond which the model says `unknown`; None: never."""
+        return (meta.get("rejection") or {}).get("threshold")
+
+    @classmethod
+    def check_labels(cls, meta, source):
+        from ...model_meta import check_mapping, is_finite_number, metadata_error, show
+
+        widths = super().check_labels(meta, source)
+        threshold = check_mapping(meta, "rejection", source, required=False).get("threshold")
+        if threshold is not None and not is_finite_number(threshold):
+            raise metadata_error(source, f"'rejection.threshold' must be a finite number, got {show(threshold)}")
+        return widths
+
+    @classmethod
+    def activation(cls, meta):
+        from .openset import min_distance
+
+        def probabilities_and_distance(outputs):
+            return outputs["logits"].softmax(1), min_distance(outputs["distances"])
+        return probabilities_and_distance
+
+    @classmethod
+    def engine_outputs(cls, meta, results):
+        """-> {"probabilities": N x C, "distance": (N,)}."""
+        from .export import OUTPUTS
+
+        return dict(zip(OUTPUTS, results))
+
+    @classmethod
+    def output_shapes(cls, outputs):
+        if not isinstance(outputs, dict) or "distances" not in outputs:  # not a prototype model: counts differ
+            return super().output_shapes(outputs)
+        logits = outputs["logits"]
+        return [("probabilities", logits.shape), ("distance", logits.shape[:1])]
+
+    @classmethod
+    def expected_outputs(cls, meta):
+        return [*super().expected_outputs(meta), ("distance", 1, None)]
+
+    @classmethod
+    def labels(cls, meta):
+        return {**super().labels(meta), "threshold": cls.threshold(meta)}
+
+    @classmethod
+    def row_layout(cls, meta, out, fmt, options):
+        from .predict import NearestPrototypeRows
+
+        classes = list(meta["classes"])
+        return NearestPrototypeRows(classes, min(options.topk, len(classes)), cls.threshold(meta))
+
+    @classmethod
+    def export_metadata(cls, meta, size):
+        from .export import export_metadata
+
+        return export_metadata(meta, size)
+
+    @classmethod
+    def parity(cls, meta, want, got, atol):
+        from .export import parity
+
+        return parity(cls.threshold(meta), want, got, atol)
+
+    @classmethod
+    def parity_text(cls, parity):
+        from .export import parity_text
+
+        return parity_text(parity)

@@ -6,6 +6,7 @@ The pieces, one job each:
 - ``metrics.py``: confusion matrices -> per-class IoU, mIoU over class subsets, pixel accuracy.
 - ``render.py``: colours for classes, overlays, the image / truth / prediction grid.
 - ``predict.py``: masks, overlays and class areas for image folders.
+- ``export.py``: an exported file's metadata and the parity rule (masks agree pixel by pixel).
 
 A segmentation checkpoint's meta (train.py writes it; eval, predict and export read it)::
 

@@ -1,6 +1,6 @@
-"""`fashion predict` and `fashion export` for segmentation checkpoints (meta["task"] == "segmentation").
+"""`fashion predict` for segmentation models.
 
-predict.py's engines, batching and resume run unchanged: an engine returns per-pixel softmax
+predict's engines, batching and resume run unchanged: an engine returns per-pixel softmax
 probabilities (N, C, S, S) (the checkpoint's model, or an exported file, which has normalisation and
 the softmax inside), and ``MaskRows`` is the row layout that turns them into files and rows. For each
 readable image:
@@ -33,19 +33,11 @@ from ...data.images import ImageError, decode_resized, read_file, read_image
 from ...io import ENCODING, CsvReader, atomic_path
 from ...data.masks import resize_mask
 
-# render.py (matplotlib) is imported where it is used: export needs only the metadata helpers here.
+# render.py (matplotlib) is imported where it is used.
 
 OVERLAY_FORMATS = ("jpg", "png", "none")
 OVERLAY_ALPHA = 0.5
 JPEG_QUALITY = 90
-# Below this the parity check fails. Not 1.0: where two classes' logits are nearly equal, the
-# export's float rounding (another operator order, fused kernels) can flip a pixel's argmax without
-# anything being wrong; a wrong export (normalisation, resizing, weights) disagrees on far more.
-MIN_MASK_AGREEMENT = 0.999
-
-
-def is_segmentation(meta):
-    return (meta or {}).get("task") == "segmentation"
 
 
 def area_column(name):
@@ -53,8 +45,8 @@ def area_column(name):
 
 
 class MaskRows:
-    """The row layout of predict.predict for a segmentation model: writes each image's mask (and
-    overlay) and yields its row; ``columns``, ``rows`` and ``csv_values`` as predict's TopK."""
+    """The row layout of `fashion predict` for a segmentation model (``Task.row_layout``): writes each
+    image's mask (and overlay) and yields its row."""
 
     def __init__(self, meta, out, fmt, overlay="jpg", workers=None):
         from .render import colours_of
@@ -75,6 +67,7 @@ class MaskRows:
         # Casefolded names in use, read from --out at the first batch: by then predict has opened it
         # (emptied, or for --resume cut to whole rows), so only the rows kept count.
         self._taken = None
+        self.counts = {}  # no counters of its own in predict's summary
 
     @property
     def summary(self):
@@ -171,28 +164,3 @@ def _json_field(line, key):
         return json.loads(line).get(key)
     except (ValueError, AttributeError):
         return None
-
-
-# -- export ------------------------------------------------------------------
-def export_metadata(meta, size):
-    """The segmentation part of an exported file's metadata: classes, colours, ignore index, output."""
-    from .render import colours_of
-
-    classes = list(meta["classes"])
-    return {
-        "classes": classes,
-        "palette": colours_of(meta).tolist(),
-        "ignore_index": meta.get("ignore_index", 255),
-        "class_sets": meta.get("class_sets") or {},
-        "output": {"name": "probabilities", "dtype": "float32", "shape": ["N", len(classes), size, size],
-                   "softmax": True, "mask": "argmax over dim 1, resized to the source image with nearest-neighbour"},
-    }
-
-
-def mask_agreement(want, got, atol):
-    """Per-pixel probabilities (N, C, S, S) of PyTorch and an export -> {max_abs_diff,
-    mask_agreement (fraction of pixels whose argmax agrees), atol, ok}."""
-    diff = float(np.abs(want - got).max())
-    agreement = float((want.argmax(1) == got.argmax(1)).mean())
-    return {"max_abs_diff": diff, "mask_agreement": agreement, "min_mask_agreement": MIN_MASK_AGREEMENT,
-            "atol": atol, "ok": diff <= atol and agreement >= MIN_MASK_AGREEMENT}

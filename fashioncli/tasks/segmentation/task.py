@@ -94,3 +94,37 @@ class SegmentationTask(Task):
         return evaluate_segmentation(model, meta, root, split, out, options)
 
     # -- predict and export
+    # Per-pixel probabilities N x C x S x S; predict writes masks and overlays beside its rows.
+    @classmethod
+    def expected_outputs(cls, meta):
+        return [("probabilities", 4, len(meta["classes"]))]
+
+    @classmethod
+    def row_layout(cls, meta, out, fmt, options):
+        from .predict import MaskRows
+
+        return MaskRows(meta, out, fmt, options.overlay, options.num_workers)
+
+    @classmethod
+    def check_tta(cls, tta):
+        from ...tta import check_per_pixel
+
+        check_per_pixel(tta)
+
+    @classmethod
+    def export_metadata(cls, meta, size):
+        from .export import export_metadata
+
+        return export_metadata(meta, size)
+
+    @classmethod
+    def parity(cls, meta, want, got, atol):
+        from .export import mask_agreement
+
+        return mask_agreement(want, got, atol)
+
+    @classmethod
+    def parity_text(cls, parity):
+        from .export import agreement_text
+
+        return agreement_text(parity)
