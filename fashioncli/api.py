@@ -24,6 +24,7 @@ from .hookspecs import hookimpl
 from .engines import METADATA_FILE, METADATA_KEY, Engine, OnnxEngine, TorchScriptEngine
 from .preprocessing import IMAGENET, Preprocessing
 from .data.clean import checked_samples
+from .data.dataset import PreparedDataset
 from .tasks.base import EvalOptions, PredictOptions, Task, concat, logits_of, rows_of
 from .tasks.multitask.importing import head_labels, normalize_heads
 from .tasks.preparation import Preparation, PrepareOptions
@@ -39,6 +40,8 @@ __all__ = [
     # tasks
     "Task", "EvalOptions", "PredictOptions", "Preparation", "PrepareOptions", "checked_samples",
     "concat", "logits_of", "rows_of",
+    # what a task's training and eval read: the prepared dataset, loaders, a model run over a loader
+    "PreparedDataset", "CachedImages", "make_loader", "run_model", "iter_outputs",
     # dataset importers
     "Imported", "SPLITS", "SPLIT_ALIASES", "TABLE_SUFFIXES", "normalize_split", "read_table", "pick_column",
     "derive_columns", "normalize_heads", "head_labels", "split_folders", "drop_copies",
@@ -49,3 +52,17 @@ __all__ = [
     # exporters: where exported files carry fashion's metadata, and the engines that run them
     "METADATA_KEY", "METADATA_FILE", "Engine", "OnnxEngine", "TorchScriptEngine",
 ]
+
+
+# Names whose modules import torch load on first use: the ONNX exporter imports this module, and an
+# onnxruntime-only deployment runs predict on an .onnx file without torch installed.
+_TORCH_NAMES = {"CachedImages": "fashioncli.data.loaders", "make_loader": "fashioncli.data.loaders",
+                "run_model": "fashioncli.inference", "iter_outputs": "fashioncli.inference"}
+
+
+def __getattr__(name):
+    if name in _TORCH_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(_TORCH_NAMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
