@@ -5,54 +5,13 @@ import json
 
 import pytest
 from helpers import make_image_folder
+from regression_plugin import Regression
 
 from fashioncli import hookimpl, plugins
 from fashioncli.data.dataset import PreparedDataset
-from fashioncli.data.clean import checked_samples
 from fashioncli.data.importing import Imported
 from fashioncli.errors import DataError, PluginError
 from fashioncli.prepare import prepare
-from fashioncli.tasks.base import Task
-from fashioncli.tasks.preparation import Preparation
-
-
-class ValuePreparation(Preparation):
-    """One number per image: rows whose value is not a number are problems."""
-
-    required = ("target",)
-
-    def labels(self):
-        return {}  # numbers name no folders
-
-    def clean(self, problems):
-        samples = []
-        for path, value, split, box in checked_samples(self.imported, problems):
-            try:
-                samples.append((path, float(value), split, box))
-            except (TypeError, ValueError):
-                problems.append({"path": path, "reason": f"value {value!r} is not a number"})
-        return samples, []
-
-    def stratum(self, label):
-        return None  # one stratum: every value its own class would keep them all in train
-
-    def columns(self):
-        return ("value",)
-
-    def describe(self):
-        return {"target": "price"}
-
-    def counts(self, splits):
-        return {s: {"images": len(rows), "mean": sum(r[1] for r in rows) / len(rows)} for s, rows in splits.items()}
-
-
-class Regression(Task):
-    name = "regression"
-    dataset_kind = "regression"
-
-    @classmethod
-    def preparation(cls):
-        return ValuePreparation
 
 
 def prices(source):
