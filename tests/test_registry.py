@@ -1,5 +1,6 @@
 import pytest
 
+from fashioncli.api import IMAGENET
 from fashioncli.errors import PluginError, RecipeError, UnknownNameError
 from fashioncli.registry import Registry
 
@@ -11,7 +12,7 @@ def factory(depth, num_classes, width=8):
 
 def test_create_and_describe():
     reg = Registry("models")
-    reg.add("tiny", factory, "plugin-a")
+    reg.add("tiny", factory, "plugin-a", preprocessing=IMAGENET)
     assert reg.create("tiny", depth=2, num_classes=3) == (2, 3, 8)
     assert reg.get("tiny").description == "A test factory."
     assert reg.names() == ["tiny"]
@@ -19,9 +20,9 @@ def test_create_and_describe():
 
 def test_duplicate_names_both_plugins():
     reg = Registry("models")
-    reg.add("tiny", factory, "plugin-a")
+    reg.add("tiny", factory, "plugin-a", preprocessing=IMAGENET)
     with pytest.raises(PluginError, match="plugin-a.*plugin-b"):
-        reg.add("tiny", factory, "plugin-b")
+        reg.add("tiny", factory, "plugin-b", preprocessing=IMAGENET)
 
 
 def test_unknown_name_lists_known():
@@ -34,7 +35,7 @@ def test_unknown_name_lists_known():
 
 def test_check_args_against_signature():
     reg = Registry("models")
-    reg.add("tiny", factory, "p")
+    reg.add("tiny", factory, "p", preprocessing=IMAGENET)
     entry = reg.get("tiny")
     entry.check_args({"depth": 1, "width": 2}, injected=("num_classes",), where="model")
     with pytest.raises(RecipeError, match=r"model.args.widht: unknown argument \(did you mean 'width'\?\)"):
