@@ -86,7 +86,7 @@ def cli():
 @click.argument("source", required=False)
 @click.argument("out", required=False, type=click.Path(file_okay=False))
 @click.option("--recipe", "-r", help="Take SOURCE, OUT (data.root) and the options below from the recipe's data.prepare.")
-@click.option("--importer", "-i", help="Dataset importer (see `fashion plugins --all`); detected when omitted.")
+@click.option("--importer", "-i", help="Dataset importer (see `fashion plugins`); detected when omitted.")
 @click.option("--image-size", type=int, help="Size of the decoded-once image cache.  [default: 160]")
 @click.option("--val-fraction", type=float, help="Used only when the data has no val split.  [default: 0.1]")
 @click.option("--test-fraction", type=float, help="Used only when the data has no test split.  [default: 0.1]")
