@@ -188,3 +188,12 @@ def test_a_segmentation_export_scores_as_its_checkpoint(tmp_path):
     # Pixels whose two best classes nearly tie may flip (export.MIN_MASK_AGREEMENT); a handful at most.
     _same_figures(want["metrics"], got["metrics"], atol=2e-3)
     assert (tmp_path / "onnx" / "grid.png").is_file()
+
+
+def test_a_task_that_cannot_undo_its_activation_has_its_exports_refused():
+    """A task that does not say how an engine's outputs map back to its model's (``raw_outputs``) is
+    refused in one line, never scored on outputs its eval would misread."""
+    from regression_plugin import Regression
+
+    with pytest.raises(CheckpointError, match="cannot score an exported regression model; evaluate its checkpoint"):
+        Regression.raw_outputs({}, np.zeros((2, 1), np.float32))

@@ -152,8 +152,10 @@ class Task:
         """An engine's outputs (``engine_outputs``, numpy) -> tensors standing for what the model itself
         returns, as far as this task's ``evaluate`` reads it: so eval scores an exported file with the
         code that scores a checkpoint. ``activation`` inverted where eval needs it (``log_probabilities``
-        for a softmax)."""
-        raise NotImplementedError(f"`fashion eval` cannot score an exported {cls.name} model; evaluate its checkpoint")
+        for a softmax); a task without it has its exported files refused by eval."""
+        from ..errors import CheckpointError
+
+        raise CheckpointError(f"`fashion eval` cannot score an exported {cls.name} model; evaluate its checkpoint")
 
     @classmethod
     def output_shapes(cls, outputs):
