@@ -173,27 +173,33 @@ def train(recipe, overrides, resume, replace, quiet, devices):
 
 
 @cli.command("eval")
-@click.argument("checkpoint", type=click.Path(exists=True))
-@click.option("--data", help="Prepared dataset or folder of class folders (default: the run's dataset).")
+@click.argument("model", type=click.Path(exists=True))
+@click.option("--data", help="Prepared dataset or folder of class folders (default: the run's dataset; "
+                             "required for an exported MODEL).")
 @click.option("--split", default="test", show_default=True)
-@click.option("--out", "-o", type=click.Path(file_okay=False), help="Output folder (default: RUN/eval-SPLIT).")
+@click.option("--out", "-o", type=click.Path(file_okay=False),
+              help="Output folder (default: RUN/eval-SPLIT; beside an exported model.onnx, eval-model-onnx-SPLIT).")
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--topk", type=int, help="k of top-k accuracy (default: the recipe's eval.topk).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--tta", help="Test-time augmentation: none, hflip, shift=PIXELS or hflip,shift=4 (default: the recipe's eval.tta).")
-def eval_cmd(checkpoint, data, split, out, batch_size, topk, device, tta):
-    """Evaluate a CHECKPOINT (a .pt file or a run directory) on a split or a folder.
+@click.option("--trust-torchscript", is_flag=True,
+              help="Allow a TorchScript MODEL (.torchscript, .ts): it is a program, and loading it runs its code.")
+def eval_cmd(model, data, split, out, batch_size, topk, device, tta, trust_torchscript):
+    """Evaluate MODEL (checkpoint, run directory, exported .onnx, or a TorchScript export with
+    --trust-torchscript) on a split or a folder.
 
     \b
     Examples:
       fashion eval runs/quickstart
       fashion eval runs/quickstart/checkpoints/best.pt --data photos/ -o eval-photos
+      fashion eval runs/quickstart/export/model.onnx --data data/synthetic
     """
     from .evaluate import evaluate
     from .tta import parse
 
-    _echo_json(evaluate(checkpoint, data=data, split=split, out=out, batch_size=batch_size, topk=topk, device=device,
-                        tta=parse(tta) if tta else None))
+    _echo_json(evaluate(model, data=data, split=split, out=out, batch_size=batch_size, topk=topk, device=device,
+                        tta=parse(tta) if tta else None, trust_torchscript=trust_torchscript))
 
 
 @cli.command()

@@ -1,8 +1,12 @@
 """Engines: a model file opened for inference, turning uint8 NCHW batches into what its task's rows read.
 
+`fashion predict` runs them, export's parity check compares them, and `fashion eval` scores an
+exported file through one (engine_model.py).
+
 Which engine opens a file is decided by its suffix, never guessed from its contents: an exporter
-registers, beside how it writes a file, its suffixes, the engine that opens it and whether loading
-runs code (``register_exporters``); anything else is a training checkpoint or a run dir.
+registers, beside how it writes a file, its suffixes, the engine that opens it (for predict and
+eval) and whether loading runs code (``register_exporters``); anything else is a training checkpoint
+or a run dir.
 ``CheckpointEngine`` (.pt or run dir, weights only) and ``TorchScriptEngine`` (.torchscript, .ts,
 a program: only when trusted) run in PyTorch; ``OnnxEngine`` (.onnx) needs only numpy, OpenCV and
 onnxruntime. torch is imported inside the torch engines only, so a deployment with onnxruntime
@@ -30,7 +34,7 @@ METADATA_FILE = "fashion.json"  # TorchScript _extra_files name
 # The built-in exporters' plugin, read without loading every plugin: the model plugins import
 # torch, and an onnxruntime-only deployment opens an .onnx file without it (as tasks' BUILTIN_TASKS).
 BUILTIN_EXPORTERS = "fashion_plugins.exporters.standard"
-TRUST_HINT = ("pass --trust-torchscript only for a file from a source you trust, or predict with its "
+TRUST_HINT = ("pass --trust-torchscript only for a file from a source you trust, or use its "
               ".onnx export (data, not code)")
 
 
@@ -51,6 +55,10 @@ class Engine:
         """uint8 N x 3 x S x S (numpy, or a tensor for torch engines) -> what the task's row layout
         reads (``Task.engine_outputs``): N x C probabilities for a classifier."""
         raise NotImplementedError
+
+    def device_name(self):
+        """Where the model runs, as summaries report it."""
+        return str(getattr(self, "device", "cpu"))
 
     def outputs(self, results):
         """The model's output list, in its task's order (``Task.activation``) -> what ``run`` returns."""
@@ -125,6 +133,9 @@ class OnnxEngine(Engine):
         self.input_name = self.session.get_inputs()[0].name
         if self.session.get_providers()[0] == "CPUExecutionProvider":  # its default: one per core
             self.cpu_threads = int(threads) if threads else os.cpu_count() or 1
+
+    def device_name(self):
+        return "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
 
     def run(self, images):
         return self.outputs(self.session.run(None, {self.input_name: np.ascontiguousarray(images, dtype=np.uint8)}))
@@ -289,7 +300,7 @@ def open_engine(model, device="auto", threads=None, trust_torchscript=False):
         return CheckpointEngine(path, device, threads)
     if fmt.open is None:
         raise CheckpointError(f"'{path}' is a {fmt.name} file, which plugin '{fmt.plugin}' registers no engine "
-                              f"to open; predict with the checkpoint or another export format")
+                              f"to open; use the checkpoint or another export format")
     if fmt.runs_code and not trust_torchscript:
         raise CheckpointError(f"'{path}' is a {fmt.name} program: loading it runs its code; {TRUST_HINT}")
     return fmt.open(path, device=device, threads=threads)

@@ -1,10 +1,16 @@
-"""`fashion eval`: score a checkpoint on a prepared split or a folder of images, writing the reports
-its task makes (fashioncli/tasks/<task>/evaluate.py) into one folder with a summary.json."""
+"""`fashion eval`: score a checkpoint, or a file exported from one, on a prepared split or a folder of
+images, writing the reports its task makes (fashioncli/tasks/<task>/evaluate.py) into one folder with
+a summary.json.
+
+An exported file (.onnx, TorchScript, a plugin's format) opens through the engine its exporter
+registered, as in predict, and is scored as a model by the same task code (engine_model.py).
+"""
 import time
 from pathlib import Path
 
 from .checkpoint import load_model, resolve_path, run_dir
 from .devices import resolve_device
+from .engines import file_format, open_engine
 from .errors import DataError
 from .io import write_json
 from .protect import check_output, model_files
@@ -12,13 +18,13 @@ from .tasks import task_of
 from .tasks.base import EvalOptions
 
 
-def _data_root(meta, data):
+def _data_root(meta, data, model):
     if data is not None:
         root = Path(data)
     else:
         root = (meta.get("recipe") or {}).get("data", {}).get("root")
         if not root:
-            raise DataError("the checkpoint does not record its dataset; pass the data to evaluate on (--data)")
+            raise DataError(f"{model} does not record its dataset; pass the data to evaluate on (--data)")
         root = Path(root)
     if not root.is_dir():
         where = "" if data is not None else "the checkpoint's dataset "
@@ -28,37 +34,49 @@ def _data_root(meta, data):
     return root
 
 
-
-def _default_out(checkpoint, data, split):
-    """<run>/eval-<split> for the run's own dataset, <run>/eval-<data name>-<split> for any other."""
-    return run_dir(checkpoint) / (f"eval-{split}" if data is None else f"eval-{Path(data).resolve().name}-{split}")
+def _default_out(model, data, split, exported):
+    """<run>/eval-<split> for the run's own dataset, <run>/eval-<data name>-<split> for any other; an
+    exported file's beside it, named after it: eval-model-onnx-<split> for model.onnx."""
+    name = f"eval-{split}" if data is None else f"eval-{Path(data).resolve().name}-{split}"
+    if exported:
+        return model.parent / name.replace("eval-", f"eval-{model.stem}-{model.suffix.lstrip('.')}-", 1)
+    return run_dir(model) / name
 
 
 def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, device="auto", topk=None, num_workers=None,
-             tta=None):
-    """Evaluate a ``checkpoint`` (.pt or run directory) and write reports into ``out``.
+             tta=None, trust_torchscript=False):
+    """Evaluate a ``checkpoint`` (.pt or run directory) or an exported model file and write reports
+    into ``out``.
 
-    ``data``: None (the dataset the checkpoint was trained on), a prepared dataset directory
-    or a folder the task can read (class folders for classification); ``topk`` defaults to the
-    recipe's eval.topk (else 5), so eval and validation report the same k; ``tta`` ({"hflip",
-    "shift"}, see tta.py) to the recipe's eval.tta. Returns the summary, also written to
+    ``data``: None (the dataset the checkpoint was trained on; an exported file records none), a
+    prepared dataset directory or a folder the task can read (class folders for classification);
+    ``topk`` defaults to the recipe's eval.topk (else 5), so eval and validation report the same k;
+    ``tta`` ({"hflip", "shift"}, see tta.py) to the recipe's eval.tta. A file whose loading runs code
+    (TorchScript) opens only with ``trust_torchscript``. Returns the summary, also written to
     ``out``/summary.json.
     """
     start = time.perf_counter()
-    checkpoint = resolve_path(checkpoint)
-    device = resolve_device(device)
-    model, meta = load_model(checkpoint, device)
+    exported = file_format(checkpoint) is not None
+    if exported:  # through the engine its exporter registered, as predict opens it, seen as a model
+        from .engine_model import EngineModel
+
+        engine = open_engine(checkpoint, device=device, trust_torchscript=trust_torchscript)
+        path, model, meta = Path(checkpoint), EngineModel(engine), engine.meta
+        named, device, runs_on = {"model": str(path), "engine": engine.kind}, "cpu", engine.device_name()
+    else:
+        path, device = resolve_path(checkpoint), resolve_device(device)
+        model, meta = load_model(path, device)
+        named, runs_on = {"checkpoint": str(path)}, str(device)
     recipe_eval = (meta.get("recipe") or {}).get("eval", {})
     options = EvalOptions(batch_size=batch_size, device=device, num_workers=num_workers,
                           tta=recipe_eval.get("tta") if tta is None else tta,
                           topk=recipe_eval.get("topk", 5) if topk is None else topk)
-    root = _data_root(meta, data)
+    root = _data_root(meta, data, f"the exported file '{path}'" if exported else "the checkpoint")
     if out is not None:  # reports and pictures never land among the images or checkpoints they come from
-        checkpoints = checkpoint.parent if checkpoint.parent.name == "checkpoints" else None
-        check_output(out, files=model_files(checkpoint), folders=[root, checkpoints], what="--out")
-    out = Path(out) if out is not None else _default_out(checkpoint, data, split)
-    summary = {"checkpoint": str(checkpoint),
-               **task_of(meta).evaluate(model, meta, root, split, out, options),
-               "device": str(device), "seconds": round(time.perf_counter() - start, 2)}
+        checkpoints = path.parent if path.parent.name == "checkpoints" else None
+        check_output(out, files=model_files(path), folders=[root, checkpoints], what="--out")
+    out = Path(out) if out is not None else _default_out(path, data, split, exported)
+    summary = {**named, **task_of(meta).evaluate(model, meta, root, split, out, options),
+               "device": runs_on, "seconds": round(time.perf_counter() - start, 2)}
     write_json(out / "summary.json", summary)
     return summary

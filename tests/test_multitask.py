@@ -185,6 +185,26 @@ def test_predict_and_onnx_export_carry_every_head(run, prepared, tmp_path):
     assert labels(onnx_out) == labels(torch_out)
 
 
+def test_eval_of_an_onnx_export_reports_every_head_as_the_checkpoint(run, prepared, tmp_path):
+    """Each head's logits come back from the export's probabilities (log of softmax, logit of sigmoid)."""
+    from fashioncli.evaluate import evaluate
+    from fashioncli.export import export
+
+    path, _ = run
+    onnx = tmp_path / "mt.onnx"
+    export(path, format="onnx", out=onnx)
+    plain = {"hflip": False, "shift": 0}
+    want = evaluate(path, out=tmp_path / "ckpt", tta=plain)
+    got = evaluate(onnx, data=prepared[0], out=tmp_path / "onnx", tta=plain)
+    assert got["engine"] == "onnx" and got["thresholds"] == want["thresholds"]
+    for name, figures in want["metrics"]["heads"].items():
+        assert got["metrics"]["heads"][name] == pytest.approx(figures, abs=1e-5), name
+    assert got["metrics"]["mean_accuracy"] == pytest.approx(want["metrics"]["mean_accuracy"], abs=1e-6)
+    labels = lambda p: [{k: v for k, v in row.items() if not k.endswith("_score")}  # noqa: E731
+                        for row in csv.DictReader(p.read_text().splitlines())]
+    assert labels(tmp_path / "onnx" / "predictions.csv") == labels(tmp_path / "ckpt" / "predictions.csv")
+
+
 def test_staged_fine_tuning_freezes_then_unfreezes(prepared, tmp_path):
     from fashioncli.train import Trainer
 

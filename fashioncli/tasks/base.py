@@ -148,6 +148,16 @@ class Task:
         return results[0]
 
     @classmethod
+    def raw_outputs(cls, meta, outputs):
+        """An engine's outputs (``engine_outputs``, numpy) -> tensors standing for what the model itself
+        returns, as far as this task's ``evaluate`` reads it: so eval scores an exported file with the
+        code that scores a checkpoint. ``activation`` inverted where eval needs it (``log_probabilities``
+        for a softmax); a task without it has its exported files refused by eval."""
+        from ..errors import CheckpointError
+
+        raise CheckpointError(f"`fashion eval` cannot score an exported {cls.name} model; evaluate its checkpoint")
+
+    @classmethod
     def output_shapes(cls, outputs):
         """[(name, shape)] of a model's raw ``outputs`` as an engine would return them, to compare with
         ``expected_outputs`` when a checkpoint loads: whatever the model returns, claims are checked."""
@@ -219,3 +229,23 @@ class Task:
 
 def _softmax(outputs):
     return outputs.softmax(1)
+
+
+# Probabilities of 0 (float32 underflow) would give -inf, which the metrics cannot rank or average.
+_TINIEST = 1e-30
+
+
+def log_probabilities(probabilities):
+    """Softmax probabilities (numpy) -> their logs, logits standing for the model's: softmax gives the
+    probabilities back, and argmax, top-k and rankings are unchanged."""
+    import torch
+
+    return torch.as_tensor(probabilities).float().clamp_min(_TINIEST).log()
+
+
+def logits_of_sigmoid(probabilities):
+    """Sigmoid probabilities (numpy) -> logits: sigmoid gives the probabilities back (ends clamped)."""
+    import torch
+
+    p = torch.as_tensor(probabilities).double()
+    return torch.logit(p, eps=1e-12).float()

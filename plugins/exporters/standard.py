@@ -2,9 +2,9 @@
 
 An exporter registers ``register(name, factory, suffixes=(...), open=EngineClass, runs_code=bool)``:
 ``suffixes`` name its files, ``open(path, device, threads)`` is the ``fashioncli.engines.Engine``
-that runs such a file in `fashion predict` and in export's parity check, and ``runs_code`` says
-loading a file runs code it carries (opened only with --trust-torchscript). The factory returns an
-object with
+that runs such a file in `fashion predict`, `fashion eval` and export's parity check, and
+``runs_code`` says loading a file runs code it carries (opened only with --trust-torchscript). The
+factory returns an object with
   ``suffix``                                    default file suffix (else the first of ``suffixes``)
   ``save(module, example, path, metadata, opset=None) -> dict | None``
       write ``module`` (uint8 N x 3 x S x S -> the task's outputs, named as ``metadata["outputs"]``

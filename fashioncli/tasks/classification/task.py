@@ -2,7 +2,7 @@
 import numpy as np
 
 from ...errors import RecipeError
-from ..base import Task, logits_of
+from ..base import Task, log_probabilities, logits_of
 
 
 class ClassificationTask(Task):
@@ -93,6 +93,11 @@ class ClassificationTask(Task):
         return {}, []
 
     # -- predict and export
+    @classmethod
+    def raw_outputs(cls, meta, outputs):
+        """Log-probabilities as the logits eval reads."""
+        return log_probabilities(outputs)
+
     @classmethod
     def row_layout(cls, meta, out, fmt, options):
         from .predict import TopK

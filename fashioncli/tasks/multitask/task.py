@@ -1,7 +1,7 @@
 """The multi-task task: heads chosen in the recipe (all of the dataset's by default), each with its
 loss and weight; outputs and targets are {head: tensor}."""
 from ...errors import RecipeError
-from ..base import Task
+from ..base import Task, log_probabilities, logits_of_sigmoid
 from .heads import encode_split, heads_from_json, present
 
 
@@ -116,6 +116,15 @@ class MultiTask(Task):
     def engine_outputs(cls, meta, results):
         """-> {head: N x its classes}."""
         return dict(zip(meta["heads"], results))
+
+    @classmethod
+    def raw_outputs(cls, meta, outputs):
+        """{head: logits}: a softmax head's log-probabilities, a sigmoid head's logits."""
+        from .heads import heads_from_json
+
+        heads = heads_from_json(meta["heads"])
+        return {n: logits_of_sigmoid(outputs[n]) if h.sigmoid else log_probabilities(outputs[n])
+                for n, h in heads.items()}
 
     @classmethod
     def output_shapes(cls, outputs):

@@ -1,4 +1,5 @@
 """The prototype task: classification plus distances to class prototypes and a rejection threshold."""
+from ..base import log_probabilities
 from ..classification import ClassificationTask
 
 
@@ -88,6 +89,15 @@ class PrototypeTask(ClassificationTask):
         from .export import OUTPUTS
 
         return dict(zip(OUTPUTS, results))
+
+    @classmethod
+    def raw_outputs(cls, meta, outputs):
+        """{"logits": log-probabilities, "distances": N x 1, the nearest prototype's}: enough for eval's
+        accuracy, open-set score and rejection (an export has no embedding to plot)."""
+        import torch
+
+        return {"logits": log_probabilities(outputs["probabilities"]),
+                "distances": torch.as_tensor(outputs["distance"]).float().reshape(-1, 1)}
 
     @classmethod
     def output_shapes(cls, outputs):

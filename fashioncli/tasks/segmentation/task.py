@@ -1,5 +1,5 @@
 """The segmentation task: a class per pixel; masks as targets, mIoU to monitor."""
-from ..base import Task
+from ..base import Task, log_probabilities
 
 
 class SegmentationTask(Task):
@@ -95,6 +95,12 @@ class SegmentationTask(Task):
 
     # -- predict and export
     # Per-pixel probabilities N x C x S x S; predict writes masks and overlays beside its rows.
+    @classmethod
+    def raw_outputs(cls, meta, outputs):
+        """Per-pixel log-probabilities as logits: they differ from the model's by one number per pixel,
+        the same for every class, so eval's bilinear resizing to the mask keeps the same argmax."""
+        return log_probabilities(outputs)
+
     @classmethod
     def expected_outputs(cls, meta):
         return [("probabilities", 4, len(meta["classes"]))]
