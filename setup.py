@@ -10,6 +10,11 @@ setup(
     # plugins/ installs as `fashion_plugins`: a bare `plugins` would claim a generic name in site-packages.
     packages=[
         "fashioncli",
+        "fashioncli.data",
+        "fashioncli.tasks",
+        "fashioncli.tasks.classification",
+        "fashioncli.tasks.prototype",
+        "fashioncli.tasks.multitask",
         "fashioncli.tasks.segmentation",
         "fashion_plugins",
         "fashion_plugins.models",
