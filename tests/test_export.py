@@ -119,3 +119,21 @@ def test_export_errors_are_actionable(ckpt, tmp_path):
     assert not list(tmp_path.iterdir())
     with pytest.raises(ExportError, match="no readable images"):
         export(ckpt, "torchscript", out=tmp_path / "m.torchscript", check_images=[str(tmp_path / "*.png")])
+
+
+def test_export_takes_the_opset_and_atol_its_failure_message_advises(ckpt, tmp_path):
+    import onnx
+    from click.testing import CliRunner
+
+    from fashioncli.cli import cli
+
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(cli, ["export", str(ckpt), "-o", str(out), "--opset", "18", "--atol", "0",
+                                      "--check-images", str(ckpt.parents[2] / "check")])
+    assert result.exit_code == 1 and "(atol 0.0)" in result.stderr, result.output  # any float difference fails
+    assert "--opset" in result.stderr and "--atol" in result.stderr and not out.exists()
+    kept = onnx.load(str(tmp_path / "m.failed.onnx"))
+    assert {o.domain: o.version for o in kept.opset_import}[""] == 18
+    result = CliRunner().invoke(cli, ["export", str(ckpt), "--format", "torchscript", "-o", str(tmp_path / "m.ts"),
+                                      "--opset", "17"])
+    assert result.exit_code == 1 and "--opset applies to ONNX only" in result.stderr

@@ -73,6 +73,22 @@ def test_read_palette_refuses_ambiguous_tables(tmp_path, text, message):
         read_palette(tmp_path / "p.csv")
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "BMP"])
+def test_palette_masks_keep_every_class_whatever_its_colour(tmp_path, fmt):
+    """A VOC palette cut after class 4 and padded with black gives class 5 the background's colour;
+    its pixels must still read as 5 (the palette index), in a palette PNG or BMP alike."""
+    from PIL import Image
+
+    from fashioncli.tasks.segmentation.render import class_colours
+
+    index = np.arange(8, dtype=np.uint8).reshape(2, 4)
+    index[1, 3] = 255  # the ignore index, black in a padded palette as well
+    image = Image.fromarray(index, "P")
+    image.putpalette(class_colours(5).ravel().tolist() + [0] * (256 - 5) * 3)
+    image.save(tmp_path / f"m.{fmt.lower()}", fmt)
+    assert read_index_mask(tmp_path / f"m.{fmt.lower()}").tolist() == index.tolist()
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_read_index_mask_keeps_values_and_dtype(tmp_path, dtype):
     index = np.array([[0, 1, 2], [3, 300 if dtype == np.uint16 else 46, 0]], dtype)
@@ -89,8 +105,8 @@ def test_read_index_mask_palette_png_and_grey_rgb(tmp_path):
     buf = io.BytesIO()
     png.save(buf, "PNG")
     (tmp_path / "p.png").write_bytes(buf.getvalue())
-    # OpenCV alone would give colours; the palette index comes back instead (repeats read as the first).
-    assert read_index_mask(tmp_path / "p.png").tolist() == [[0, 0, 2], [2, 0, 0]]
+    # OpenCV alone would give colours; the palette indices come back instead, repeated colours too.
+    assert read_index_mask(tmp_path / "p.png").tolist() == index.tolist()
     grey = np.repeat(index[..., None] * 7, 3, axis=2)
     assert read_index_mask(write_index(tmp_path / "g.png", grey)).tolist() == (index * 7).tolist()
     with pytest.raises(MaskError, match="colour mask, not an index mask"):

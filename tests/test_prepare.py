@@ -303,8 +303,28 @@ def test_importer_detection(tmp_path):
     assert pick_importer(str(tmp_path / "folder"), None)[0] == "folder"
     assert pick_importer(str(tmp_path / "t.csv"), None)[0] == "table"
     assert pick_importer("synthetic", None)[0] == "synthetic-clothing"
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(DataError, match="does not exist"):
         pick_importer(str(tmp_path / "nothing"), None)
+
+
+@pytest.mark.parametrize("args", [
+    ["--recipe", "multitask_efficientnet_lite0_fashion-product-small"],  # the recipe names an importer
+    ["--recipe", "report001_unet_miou_cpu"],
+    ["--importer", "folder"],
+    [],
+])
+def test_a_source_that_does_not_exist_is_named_with_how_to_pass_one(tmp_path, monkeypatch, args):
+    from click.testing import CliRunner
+
+    from fashioncli.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["prepare", *args, "no/such/folder", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == (
+        f"Error: source 'no/such/folder' does not exist (relative to '{tmp_path}'); give the dataset's folder, "
+        "table or archive as SOURCE: fashion prepare SOURCE OUT, or fashion prepare --recipe NAME SOURCE")
+    assert not (tmp_path / "out").exists()
 
 
 # --- the prepared directory ------------------------------------------------------------------------
