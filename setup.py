@@ -35,6 +35,7 @@ setup(
         "pyyaml>=6",
         "tqdm>=4.60",
         "opencv-python-headless>=4.8",
+        "pillow>=9.1",  # palette (mode P) masks read and written index-exact; image headers, EXIF orientation
         "numpy>=1.24",
         "torchmetrics>=1.0",
         "onnx>=1.15",

@@ -137,13 +137,17 @@ def prepare(source, out, recipe, importer, image_size, val_fraction, test_fracti
 @click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint (epochs may be raised with --set).")
 @click.option("--replace", is_flag=True,
               help="Replace the run folder of the same name (only a folder fashion train made), instead of writing NAME-2.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-@click.option("--devices", type=int, default=1, show_default=True,
-              help="Processes for data-parallel training (GPUs, or CPU processes with gloo); data.batch_size is the global batch.")
-def train(recipe, overrides, resume, replace, quiet, devices):
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars (epoch lines still go to stderr; stdout is the JSON summary).")
+@click.option("--device", help="Device: auto, cpu, cuda, cuda:N, mps, or GPU indices 0 or 0,1 (a process per GPU) "
+                                "(default: the recipe's train.device).")
+@click.option("--devices", type=click.IntRange(min=1),
+              help="Processes for data-parallel training (GPUs, or CPU processes with gloo); data.batch_size is the "
+                   "global batch.  [default: 1, or one per GPU --device lists]")
+def train(recipe, overrides, resume, replace, quiet, device, devices):
     """Train a model from a RECIPE: a bundled name, a YAML file or an http(s) URL.
 
-    Several GPUs: --devices N, or launch `fashion train` under torchrun (several nodes too).
+    Several GPUs: --device 0,1 (those GPUs), --devices N, or launch `fashion train` under torchrun
+    (several nodes too).
 
     \b
     Examples:
@@ -152,21 +156,24 @@ def train(recipe, overrides, resume, replace, quiet, devices):
       fashion train efficientnet_lite0_finetune_clothing-small --set train.epochs=3
       fashion train runs/quickstart/recipe.yaml --resume --set train.epochs=20
       fashion train report003_seresnet50_fc2 --devices 4 --set train.sync_bn=true
+      fashion train quickstart --device 0,1       # GPUs 0 and 1, a process each
     """
+    from .distributed import launch, processes
     from .recipe import load_recipe
     from .train import train as run
 
+    if device is not None:
+        overrides = (*overrides, f"train.device={json.dumps(device)}")
     resolved = load_recipe(recipe, overrides)  # checked once, before any process starts
     if resume and replace:
         raise click.UsageError("--resume continues a run, --replace starts it again: give one of them")
     if resolved["output"].get("exist_ok"):
         click.echo("Note: output.exist_ok no longer replaces a run; pass --replace to do that.", err=True)
-    if devices > 1 and "WORLD_SIZE" not in os.environ:
-        from .distributed import launch
-
+    count = processes(devices, resolved["train"]["device"])
+    if count > 1 and "WORLD_SIZE" not in os.environ:
         argv = ["train", recipe, *(f"--set={o}" for o in overrides), *(["--resume"] if resume else []),
                 *(["--replace"] if replace else []), *(["--quiet"] if quiet else [])]
-        sys.exit(launch(argv, devices))
+        sys.exit(launch(argv, count, resolved["train"]["device"]))
     summary = run(resolved, spec=recipe, resume=resume, progress=not quiet, replace=replace)
     if int(os.environ.get("RANK", "0")) == 0:  # one summary, not one per process
         _echo_json(summary)
@@ -221,29 +228,34 @@ def eval_cmd(model, data, split, out, batch_size, topk, device, tta, trust_torch
               help="Multi-task: a head with a parent predicts only classes of the parent's predicted class.")
 @click.option("--overlay", type=click.Choice(["jpg", "png", "none"]), default="jpg", show_default=True,
               help="Segmentation: format of the colour overlays written beside the masks (none: masks only).")
+@click.option("--save-dir", type=click.Path(file_okay=False),
+              help="Segmentation: write masks/ and overlays/ into this folder (default: OUT_masks/ and "
+                   "OUT_overlays/ beside --out, e.g. preds_masks/ for preds.csv).")
 @click.option("--trust-torchscript", is_flag=True,
               help="Allow a TorchScript MODEL (.torchscript, .ts): it is a program, and loading it runs its code.")
 def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads, device, tta, hierarchy, overlay,
-            trust_torchscript):
+            save_dir, trust_torchscript):
     """Predict labels for images with MODEL (checkpoint, run directory, exported .onnx, or a TorchScript
     export with --trust-torchscript).
 
     INPUTS are files, folders (recursive), glob patterns, or .txt files listing paths. A multi-task
     model writes every head's label and score (a multilabel head: the labels above their thresholds).
-    A segmentation model writes OUT's folder/masks/<name>.png (class index per pixel, at the
-    image's size), overlays/<name>.jpg, and a row per image with each class's area.
+    A segmentation model writes <OUT stem>_masks/<name>.png beside OUT (a palette PNG: the class
+    index per pixel at the image's size, shown in the class colours), <OUT stem>_overlays/<name>.jpg,
+    and a row per image with each class's area.
 
     \b
     Examples:
       fashion predict runs/quickstart photos/ -o preds.csv
       fashion predict model.onnx 'shop/**/*.jpg' -o preds.jsonl --topk 3
+      fashion predict runs/report001_unet_miou_cpu photos/ -o preds.csv --save-dir preds/
     """
     from .predict import predict as run
     from .tta import parse
 
     _echo_json(run(model, list(inputs), out, topk=topk, batch_size=batch_size, fmt=fmt, resume=resume,
                    num_workers=workers, device=device, threads=threads, tta=parse(tta) if tta else None,
-                   hierarchy=hierarchy, overlay=overlay, trust_torchscript=trust_torchscript))
+                   hierarchy=hierarchy, overlay=overlay, trust_torchscript=trust_torchscript, save_dir=save_dir))
 
 
 @cli.command()
@@ -251,17 +263,21 @@ def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads,
 @click.option("--format", "fmt", default="onnx", show_default=True, help="Exporter: onnx, torchscript, or a plugin's.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Default: RUN/export/model.<ext>.")
 @click.option("--check-images", help="Folder or file of images for the parity check (default: the test split).")
-def export(checkpoint, fmt, out, check_images):
+@click.option("--opset", type=click.IntRange(min=7), help="ONNX opset to write (default: the exporter's own).")
+@click.option("--atol", type=click.FloatRange(min=0), default=1e-3, show_default=True,
+              help="Parity check: the largest difference from PyTorch's outputs accepted.")
+def export(checkpoint, fmt, out, check_images, opset, atol):
     """Export a CHECKPOINT for deployment, with a parity check against PyTorch.
 
     \b
     Examples:
       fashion export runs/quickstart --format onnx
       fashion export runs/quickstart/checkpoints/best.pt --format torchscript -o model.ts
+      fashion export runs/quickstart --opset 17 --atol 1e-2
     """
     from .export import export as run
 
-    _echo_json(run(checkpoint, format=fmt, out=out, check_images=check_images))
+    _echo_json(run(checkpoint, format=fmt, out=out, check_images=check_images, opset=opset, atol=atol))
 
 
 @cli.command()

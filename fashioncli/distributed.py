@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from .devices import check as check_device, gpu_ids
 from .errors import FashionError
 
 
@@ -60,15 +61,37 @@ def cleanup():
         dist.destroy_process_group()
 
 
-def launch(argv, devices):
-    """Run ``fashion <argv>`` in ``devices`` processes under torchrun on this machine -> exit code."""
+def processes(devices, device):
+    """--devices (None: not given) and the train.device setting -> how many processes to train in:
+    --devices, else one per GPU the device lists ('0,1': 2), else 1."""
+    listed = len(gpu_ids(device) or [])
+    if devices is None:
+        return max(1, listed)
+    if listed > 1 and devices != listed:
+        raise FashionError(f"--devices {devices} and device '{device}' ({listed} GPUs, a process each) disagree; "
+                           "give one of them")
+    return devices
+
+
+def launch(argv, devices, device="auto"):
+    """Run ``fashion <argv>`` in ``devices`` processes under torchrun on this machine -> exit code.
+
+    The device is checked first: a device that is not here would fail in every process, and
+    torchrun would bury the one-line reason under its own traceback. GPUs listed by index ('2,3')
+    are the only ones the processes see, each taking one (cuda:LOCAL_RANK).
+    """
     if devices < 2:
         raise FashionError(f"--devices must be 2 or more to launch processes, not {devices}")
+    check_device(device, several=True)
     if torch.cuda.is_available() and devices > torch.cuda.device_count():
         raise FashionError(f"--devices {devices}: this machine has {torch.cuda.device_count()} GPUs")
+    env = None
+    if gpu_ids(device):
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": device}
+        argv = [*argv, "--set=train.device=cuda"]  # renumbered from 0 in the processes
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
            "-m", "fashioncli", *argv]
-    return subprocess.call(cmd)
+    return subprocess.call(cmd, env=env)
 
 
 class RankSampler(Sampler):

@@ -147,7 +147,7 @@ def _ort_providers(ort, device):
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if device != "auto":
-        check_device(device)  # this machine has it, before asking onnxruntime
+        device = check_device(device)  # this machine has it, before asking onnxruntime; '0' -> 'cuda:0'
     if device.startswith("cuda"):
         if "CUDAExecutionProvider" not in available:
             raise CheckpointError(f"device '{device}': this onnxruntime has no CUDA provider (has: {', '.join(available)})")

@@ -19,14 +19,15 @@ from .tasks.base import PredictOptions
 
 @holding("out")  # two commands writing one file would interleave their rows
 def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, num_workers=None,
-            device="auto", threads=None, tta=None, hierarchy=True, overlay="jpg", trust_torchscript=False):
+            device="auto", threads=None, tta=None, hierarchy=True, overlay="jpg", trust_torchscript=False,
+            save_dir=None):
     """Write one row per input image to ``out`` (CSV or JSONL) and return a summary.
 
     The rows are the model's task's (``Task.row_layout``, tasks/<task>/predict.py): a classifier's
     path, label, score (top-1 probability), top_labels, top_scores (top-k lists; JSON text in CSV)
     and error (why a file could not be read; such rows have no label); other tasks write other
-    columns, and files beside ``out`` (``topk``, ``hierarchy`` and ``overlay`` are their options,
-    ``PredictOptions``). Paths are de-duplicated in order; ``resume`` keeps the rows already in
+    columns, and files beside ``out`` or in ``save_dir`` (``topk``, ``hierarchy``, ``overlay`` and
+    ``save_dir`` are their options, ``PredictOptions``). Paths are de-duplicated in order; ``resume`` keeps the rows already in
     ``out`` and skips their paths. ``tta`` ({"hflip", "shift"}) averages
     the outputs of flipped and shifted copies; None uses the model's recipe's eval.tta.
     """
@@ -38,7 +39,8 @@ def predict(model, inputs, out, topk=5, batch_size=64, fmt=None, resume=False, n
     engine = open_engine(model, device=device, threads=threads, trust_torchscript=trust_torchscript)
     if tta is None:
         tta = ((engine.meta.get("recipe") or {}).get("eval") or {}).get("tta")
-    options = PredictOptions(topk=topk, hierarchy=hierarchy, overlay=overlay, num_workers=num_workers)
+    options = PredictOptions(topk=topk, hierarchy=hierarchy, overlay=overlay, num_workers=num_workers,
+                             save_dir=save_dir)
     layout = engine.task.row_layout(engine.meta, out, fmt, options)
     engine.task.check_tta(tta)  # before any row is written
     done = read_done(out, fmt, layout.columns) if resume else set()

@@ -17,7 +17,7 @@ from .data.images import format_box
 from .data.importing import SPLITS
 from .data.labels import check_labels
 from .data.report import build_report, report_markdown
-from .data.sources import pick_importer, run_importer, unpack
+from .data.sources import check_source, pick_importer, run_importer, unpack
 from .data.splits import assign_splits
 from .errors import DataError, PluginError
 from .io import is_temporary, make_dir, remove_temporaries, write_csv, write_json, write_text
@@ -56,6 +56,7 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
     archive = is_archive(source)
     if not archive:
         name, entry = pick_importer(source, importer)
+        check_source(source, entry, importer_args)
     _claim_out(out, source)
     if archive:
         source = unpack(source, out / "source")

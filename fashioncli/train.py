@@ -1,5 +1,6 @@
 """`fashion train`: one recipe -> a run directory with checkpoints, metrics, curves and the resolved recipe."""
 import random
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -167,7 +168,7 @@ class Trainer:
                                          len(self.train_loader), stage["lr"])
         if self.stage is not None and self.progress:
             tqdm.write(f"stage {i + 1}: backbone {stage['backbone']}, lr {stage['lr']:g}, "
-                       f"{trainable:,} trainable parameters")
+                       f"{trainable:,} trainable parameters", file=sys.stderr)
         self.stage = i
 
     # -- state -------------------------------------------------------------
@@ -325,7 +326,8 @@ class Trainer:
                 self.report(row, best)
             if patience and self.stale >= patience:
                 if dist.is_main():
-                    tqdm.write(f"early stopping: {t['early_stopping']['monitor']} has not improved for {patience} epochs")
+                    tqdm.write(f"early stopping: {t['early_stopping']['monitor']} has not improved for {patience} epochs",
+                               file=sys.stderr)
                 break
         return self.summary()
 
@@ -338,7 +340,7 @@ class Trainer:
     def report(self, row, best):
         parts = [f"epoch {row['epoch']}/{self.recipe['train']['epochs']}"]
         parts += [f"{k}={v:.4f}" for k, v in row.items() if k not in ("epoch", "lr") and isinstance(v, float)]
-        tqdm.write("  ".join(parts) + ("  *best*" if best else ""))
+        tqdm.write("  ".join(parts) + ("  *best*" if best else ""), file=sys.stderr)  # stdout: the JSON summary
 
     def summary(self):
         es = self.recipe["train"]["early_stopping"]
@@ -355,7 +357,8 @@ def train(recipe, spec="run", resume=False, progress=True, replace=False):
     Under torchrun (or `fashion train --devices N`) every process runs this: rank 0 picks the run
     directory and writes to it, the others train beside it (distributed.py).
     """
-    device = dist.setup(check_device(recipe["train"]["device"]))  # a device not present: refused before any work
+    # A device not present: refused before any work. GPU indices '0,1' name one GPU per process.
+    device = dist.setup(check_device(recipe["train"]["device"], several=dist.world_size() > 1))
     try:
         run_dir = Path(dist.broadcast(str(run_directory(recipe, spec, resume, replace)) if dist.is_main() else None))
         # First the lock: a second train of this run (a resume, a --replace) is refused before it reads or moves it.

@@ -1,6 +1,7 @@
 """From a source to what its importer lists: archives unpacked, the importer chosen (by name, or
 by the detect scores of the registered ones) and run, and its answer checked."""
 import inspect
+import os
 import shutil
 from pathlib import Path
 
@@ -43,9 +44,27 @@ def pick_importer(source, importer=None):
     score, best = max(scores, default=(0, None))
     if score <= 0:
         if not Path(str(source)).exists():
-            raise DataError(f"source '{source}' not found (a folder, a .csv/.parquet table, or 'synthetic')")
+            raise missing_source(source)
         raise DataError(f"cannot tell how to read '{source}'; pass an importer (known: {', '.join(datasets.names())})")
     return best, datasets.get(best)
+
+
+def check_source(source, entry, args):
+    """Refuse a source path that does not exist before its importer runs (it would blame the folder's
+    contents), unless the importer makes the source itself: a name it recognises ('synthetic'), or
+    a download (download=true)."""
+    if Path(str(source)).exists() or args.get("download"):
+        return
+    detect = entry.extra.get("detect")
+    if detect is None or not (detect(source) or 0) > 0:
+        raise missing_source(source)
+
+
+def missing_source(source):
+    """The DataError for a SOURCE that does not exist: where it was looked for, and how to give one."""
+    where = "" if Path(str(source)).is_absolute() else f" (relative to '{os.getcwd()}')"
+    return DataError(f"source '{source}' does not exist{where}; give the dataset's folder, table or archive as "
+                     "SOURCE: fashion prepare SOURCE OUT, or fashion prepare --recipe NAME SOURCE")
 
 
 def run_importer(entry, source, out, args):

@@ -22,12 +22,14 @@ class EvalOptions:
 @dataclass
 class PredictOptions:
     """How `fashion predict` writes rows: top-k labels, a multi-task model's hierarchy, a segmentation
-    model's overlay format, and the threads that write its files."""
+    model's overlay format, the threads that write its files and the folder they go to (None: beside
+    the rows' file)."""
 
     topk: int = 5
     hierarchy: bool = True
     overlay: str = "jpg"
     num_workers: int = None
+    save_dir: str = None
 
 
 def logits_of(outputs):

@@ -109,7 +109,7 @@ class SegmentationTask(Task):
     def row_layout(cls, meta, out, fmt, options):
         from .predict import MaskRows
 
-        return MaskRows(meta, out, fmt, options.overlay, options.num_workers)
+        return MaskRows(meta, out, fmt, options.overlay, options.num_workers, options.save_dir)
 
     @classmethod
     def check_tta(cls, tta):
