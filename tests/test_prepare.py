@@ -266,7 +266,7 @@ def test_clothing_dataset_full_layout_drops_non_labels(tmp_path):
     assert summary["importer"] == "clothing-dataset" and summary["classes"] == ["Pants", "T-Shirt"]
     assert summary["splits"] == {"train": 4} and summary["problems"] == 2
     missing = tmp_path / "absent"
-    with pytest.raises(DataError, match="download=true"):
+    with pytest.raises(DataError, match="does not exist.*let 'clothing-dataset' fetch it there: --arg download=true"):
         run(missing, tmp_path / "out2", importer="clothing-dataset")
 
 

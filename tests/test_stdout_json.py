@@ -20,7 +20,6 @@ def test_every_verb_prints_only_its_json_summary_on_stdout(tmp_path, capfd):
     assert run(capfd, "prepare", src, tmp_path / "data", "--image-size", 32)["splits"]["train"] == 12
     spec = recipe_file(tmp_path, tmp_path / "data", train__epochs=1)
     run_dir = run(capfd, "train", spec, "-q")["run_dir"]
-    assert run(capfd, "train", spec, "--replace")["epochs"] == 1  # with progress bars too
     assert "accuracy" in json.dumps(run(capfd, "eval", run_dir))
     assert run(capfd, "predict", run_dir, src / "test", "-o", tmp_path / "preds.csv")["rows"] == 12
-    assert run(capfd, "export", run_dir, "--format", "onnx")["parity"]["images"] > 0
+    assert run(capfd, "export", run_dir, "--format", "onnx", "--opset", "18")["opset"] == 18

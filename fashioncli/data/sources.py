@@ -57,14 +57,15 @@ def check_source(source, entry, args):
         return
     detect = entry.extra.get("detect")
     if detect is None or not (detect(source) or 0) > 0:
-        raise missing_source(source)
+        downloads = "download" in inspect.signature(entry.factory).parameters
+        raise missing_source(source, f"; or let '{entry.name}' fetch it there: --arg download=true" if downloads else "")
 
 
-def missing_source(source):
+def missing_source(source, more=""):
     """The DataError for a SOURCE that does not exist: where it was looked for, and how to give one."""
     where = "" if Path(str(source)).is_absolute() else f" (relative to '{os.getcwd()}')"
     return DataError(f"source '{source}' does not exist{where}; give the dataset's folder, table or archive as "
-                     "SOURCE: fashion prepare SOURCE OUT, or fashion prepare --recipe NAME SOURCE")
+                     f"SOURCE: fashion prepare SOURCE OUT, or fashion prepare --recipe NAME SOURCE{more}")
 
 
 def run_importer(entry, source, out, args):
