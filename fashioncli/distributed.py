@@ -67,9 +67,9 @@ def processes(devices, device):
     listed = len(gpu_ids(device) or [])
     if devices is None:
         return max(1, listed)
-    if listed > 1 and devices != listed:
-        raise FashionError(f"--devices {devices} and device '{device}' ({listed} GPUs, a process each) disagree; "
-                           "give one of them")
+    if listed and devices != listed:
+        raise FashionError(f"--devices {devices} and device '{device}' ({listed} GPU{'s' * (listed > 1)}, a process "
+                           "each) disagree; give one of them")
     return devices
 
 

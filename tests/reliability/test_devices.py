@@ -138,5 +138,6 @@ def test_gpu_indices_name_cuda_devices(monkeypatch, tally):
     with pytest.raises(DeviceError, match="device '0,2' is not available here; devices present: cpu, cuda:0, cuda:1"):
         devices.check("0,2", several=True)
     assert processes(None, "0,1") == 2 and processes(None, "cuda") == 1 and processes(3, "auto") == 3
-    with pytest.raises(Exception, match="--devices 3 .* '0,1'"):
-        processes(3, "0,1")
+    for count, device in ((3, "0,1"), (2, "1")):
+        with pytest.raises(Exception, match=f"--devices {count} and device '{device}' .* disagree"):
+            processes(count, device)
