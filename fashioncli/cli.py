@@ -5,10 +5,11 @@ import sys
 
 import click
 
-from . import __version__
 from .errors import FashionError, PluginError
 
-SET_HELP = "Override a recipe value, e.g. --set train.epochs=3 (repeatable; values are YAML)."
+SET_HELP = "Override a recipe value, e.g. --set train.epochs=3 (repeatable; values are YAML); same as a bare KEY=VALUE."
+ASSIGNMENTS = "[KEY=VALUE]..."  # bare overrides after the recipe, as `yolo` takes them
+QUIET_HELP = "No progress bars or status lines on stderr."
 
 
 class FashionGroup(click.Group):
@@ -67,8 +68,28 @@ def _echo_json(data):
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def _complete_recipe(ctx, param, incomplete):
+    """Shell completion of a recipe argument: the bundled names, else file paths."""
+    from click.shell_completion import CompletionItem
+
+    from .listing import recipe_names
+
+    names = recipe_names(incomplete)
+    return [CompletionItem(n) for n in names] or [CompletionItem(incomplete, type="file")]
+
+
+def _print_version(ctx, param, value):
+    if not value or ctx.resilient_parsing:
+        return
+    from .listing import version_text, versions
+
+    click.echo(version_text(versions()))
+    ctx.exit()
+
+
 @click.group(cls=FashionGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="fashion")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the versions of fashion, torch, CUDA and onnxruntime, the plugin count, and exit.")
 def cli():
     """fashion: prepare, train, evaluate, predict and export clothing vision models.
 
@@ -85,7 +106,7 @@ def cli():
 @cli.command()
 @click.argument("source", required=False)
 @click.argument("out", required=False, type=click.Path(file_okay=False))
-@click.option("--recipe", "-r", help="Take SOURCE, OUT (data.root) and the options below from the recipe's data.prepare.")
+@click.option("--recipe", "-r", shell_complete=_complete_recipe, help="Take SOURCE, OUT (data.root) and the options below from the recipe's data.prepare.")
 @click.option("--importer", "-i", help="Dataset importer (see `fashion plugins`); detected when omitted.")
 @click.option("--image-size", type=int, help="Size of the decoded-once image cache.  [default: 160]")
 @click.option("--val-fraction", type=float, help="Used only when the data has no val split.  [default: 0.1]")
@@ -132,8 +153,11 @@ def prepare(source, out, recipe, importer, image_size, val_fraction, test_fracti
 
 
 @cli.command()
-@click.argument("recipe")
+@click.argument("recipe", shell_complete=_complete_recipe)
+@click.argument("assignments", nargs=-1, metavar=ASSIGNMENTS)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), metavar="F",
+              help="Train on this seeded share of the train split, per class (sets data.fraction): a quick check.")
 @click.option("--resume", is_flag=True, help="Continue the run from its last checkpoint (epochs may be raised with --set).")
 @click.option("--replace", is_flag=True,
               help="Replace the run folder of the same name (only a folder fashion train made), instead of writing NAME-2.")
@@ -143,8 +167,9 @@ def prepare(source, out, recipe, importer, image_size, val_fraction, test_fracti
 @click.option("--devices", type=click.IntRange(min=1),
               help="Processes for data-parallel training (GPUs, or CPU processes with gloo); data.batch_size is the "
                    "global batch.  [default: 1, or one per GPU --device lists]")
-def train(recipe, overrides, resume, replace, quiet, device, devices):
-    """Train a model from a RECIPE: a bundled name, a YAML file or an http(s) URL.
+def train(recipe, assignments, overrides, fraction, resume, replace, quiet, device, devices):
+    """Train a model from a RECIPE: a bundled name, a YAML file or an http(s) URL; KEY=VALUE
+    after it overrides a recipe value, as --set does.
 
     Several GPUs: --device 0,1 (those GPUs), --devices N, or launch `fashion train` under torchrun
     (several nodes too).
@@ -153,7 +178,8 @@ def train(recipe, overrides, resume, replace, quiet, device, devices):
     Examples:
       fashion train quickstart
       fashion train quickstart --replace          # runs/quickstart again, not runs/quickstart-2
-      fashion train efficientnet_lite0_finetune_clothing-small --set train.epochs=3
+      fashion train efficientnet_lite0_finetune_clothing-small train.epochs=3 data.batch_size=16
+      fashion train efficientnet_lite0_finetune_clothing-small --fraction 0.1 --set train.epochs=1
       fashion train runs/quickstart/recipe.yaml --resume --set train.epochs=20
       fashion train report003_seresnet50_fc2 --devices 4 --set train.sync_bn=true
       fashion train quickstart --device 0,1       # GPUs 0 and 1, a process each
@@ -162,6 +188,7 @@ def train(recipe, overrides, resume, replace, quiet, device, devices):
     from .recipe import load_recipe
     from .train import train as run
 
+    overrides = (*assignments, *overrides, *([f"data.fraction={fraction}"] if fraction else []))
     if device is not None:
         overrides = (*overrides, f"train.device={json.dumps(device)}")
     resolved = load_recipe(recipe, overrides)  # checked once, before any process starts
@@ -183,16 +210,17 @@ def train(recipe, overrides, resume, replace, quiet, device, devices):
 @click.argument("model", type=click.Path(exists=True))
 @click.option("--data", help="Prepared dataset or folder of class folders (default: the run's dataset; "
                              "required for an exported MODEL).")
-@click.option("--split", default="test", show_default=True)
+@click.option("--split", default="test", show_default=True, help="Split of the prepared dataset to score.")
 @click.option("--out", "-o", type=click.Path(file_okay=False),
               help="Output folder (default: RUN/eval-SPLIT; beside an exported model.onnx, eval-model-onnx-SPLIT).")
-@click.option("--batch-size", default=64, show_default=True)
+@click.option("--batch-size", default=64, show_default=True, help="Images per batch.")
 @click.option("--topk", type=int, help="k of top-k accuracy (default: the recipe's eval.topk).")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--tta", help="Test-time augmentation: none, hflip, shift=PIXELS or hflip,shift=4 (default: the recipe's eval.tta).")
 @click.option("--trust-torchscript", is_flag=True,
               help="Allow a TorchScript MODEL (.torchscript, .ts): it is a program, and loading it runs its code.")
-def eval_cmd(model, data, split, out, batch_size, topk, device, tta, trust_torchscript):
+@click.option("--quiet", "-q", is_flag=True, help=QUIET_HELP)
+def eval_cmd(model, data, split, out, batch_size, topk, device, tta, trust_torchscript, quiet):
     """Evaluate MODEL (checkpoint, run directory, exported .onnx, or a TorchScript export with
     --trust-torchscript) on a split or a folder.
 
@@ -206,7 +234,7 @@ def eval_cmd(model, data, split, out, batch_size, topk, device, tta, trust_torch
     from .tta import parse
 
     _echo_json(evaluate(model, data=data, split=split, out=out, batch_size=batch_size, topk=topk, device=device,
-                        tta=parse(tta) if tta else None, trust_torchscript=trust_torchscript))
+                        tta=parse(tta) if tta else None, trust_torchscript=trust_torchscript, progress=not quiet))
 
 
 @cli.command()
@@ -214,15 +242,15 @@ def eval_cmd(model, data, split, out, batch_size, topk, device, tta, trust_torch
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Output .csv or .jsonl.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), help="Default: from the --out suffix.")
-@click.option("--topk", default=5, show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
+@click.option("--topk", default=5, show_default=True, help="Labels (with scores) written per image.")
+@click.option("--batch-size", default=64, show_default=True, help="Images per batch.")
 @click.option("--resume", is_flag=True, help="Skip images already in --out.")
 @click.option("--workers", type=click.IntRange(min=0), metavar="N",
               help="Decoding threads (0: one, decoding in turn with the model). Default: on a GPU every core, "
                    "decoding ahead; on the CPU the cores the model leaves free, else the model's between batches.")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
               help="The model's intra-op threads on the CPU (torch or onnxruntime).  [default: one per core]")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--tta", help="Test-time augmentation: none, hflip, shift=PIXELS or hflip,shift=4 (default: the recipe's eval.tta).")
 @click.option("--hierarchy/--no-hierarchy", default=True, show_default=True,
               help="Multi-task: a head with a parent predicts only classes of the parent's predicted class.")
@@ -266,7 +294,8 @@ def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads,
 @click.option("--opset", type=click.IntRange(min=7), help="ONNX opset to write (default: the exporter's own).")
 @click.option("--atol", type=click.FloatRange(min=0), default=1e-3, show_default=True,
               help="Parity check: the largest difference from PyTorch's outputs accepted.")
-def export(checkpoint, fmt, out, check_images, opset, atol):
+@click.option("--quiet", "-q", is_flag=True, help=QUIET_HELP)
+def export(checkpoint, fmt, out, check_images, opset, atol, quiet):
     """Export a CHECKPOINT for deployment, with a parity check against PyTorch.
 
     \b
@@ -277,7 +306,8 @@ def export(checkpoint, fmt, out, check_images, opset, atol):
     """
     from .export import export as run
 
-    _echo_json(run(checkpoint, format=fmt, out=out, check_images=check_images, opset=opset, atol=atol))
+    _echo_json(run(checkpoint, format=fmt, out=out, check_images=check_images, opset=opset, atol=atol,
+                   progress=not quiet))
 
 
 @cli.command()
@@ -307,20 +337,82 @@ def plugins(third_party, all_plugins, as_json):
 
 
 @cli.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=_complete_recipe)
+@click.argument("assignments", nargs=-1, metavar=ASSIGNMENTS)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-def recipes(name, overrides):
-    """List the bundled recipes, or print one fully resolved (bases merged, defaults filled).
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def recipes(name, assignments, overrides, as_json):
+    """List the bundled recipes with their descriptions, those whose name fits NAME (a substring or a
+    glob), or print the recipe NAME fully resolved (bases merged, defaults filled).
 
     \b
     Examples:
       fashion recipes
-      fashion recipes quickstart --set train.epochs=1
+      fashion recipes unet
+      fashion recipes 'report00[12]*' --json
+      fashion recipes quickstart train.epochs=1
     """
-    from . import recipe
+    from . import listing, recipe
 
-    if name is None:
-        for n in recipe.bundled_names():
-            click.echo(n)
+    if name is not None and recipe.is_recipe(name):
+        resolved = recipe.load_recipe(name, (*assignments, *overrides))
+        return _echo_json(resolved) if as_json else click.echo(recipe.dump(resolved), nl=False)
+    if assignments or overrides:
+        raise click.UsageError(f"KEY=VALUE overrides apply to one recipe, and '{name}' names none")
+    items = listing.recipes(name)
+    if not items:
+        raise FashionError(f"no bundled recipe name fits '{name}'; list them all with: fashion recipes")
+    if as_json:
+        return _echo_json(items)
+    width = max(len(r["name"]) for r in items)
+    for r in items:
+        click.echo(f"{r['name']:<{width}}  {r['description']}".rstrip())
+
+
+@cli.command()
+@click.argument("pattern", required=False)
+@click.option("--pretrained", is_flag=True, help="Only timm backbones timm has pretrained weights for (named with their tag).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models(pattern, pretrained, as_json):
+    """List the registered models (a recipe's model.name) and the timm backbones (the timm model's
+    args.backbone) whose name fits PATTERN: a substring or a glob.
+
+    \b
+    Examples:
+      fashion models
+      fashion models 'efficientnet*'
+      fashion models convnext --pretrained --json
+    """
+    from .listing import models as listed
+
+    found = listed(pattern, pretrained=pretrained)
+    if as_json:
+        return _echo_json(found)
+    registered, backbones = found["registered"], found["timm"]
+    if registered:
+        click.echo("Registered models (a recipe's model.name; plugin, description):")
+        width, plugin = (max(len(e[k]) for e in registered) for k in ("name", "plugin"))
+        for e in registered:
+            click.echo(f"  {e['name']:<{width}}  {e['plugin']:<{plugin}}  {e['description']}".rstrip())
+    if pattern is None:
+        click.echo(f"timm backbones: {len(backbones)}; list some with a PATTERN, e.g. fashion models 'efficientnet*'")
         return
-    click.echo(recipe.dump(recipe.load_recipe(name, overrides)), nl=False)
+    click.echo(f"timm backbones fitting '{pattern}' (model: {{name: timm, args: {{backbone: NAME}}}}): {len(backbones)}")
+    for b in backbones:
+        click.echo(f"  {b}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def version(as_json):
+    """Show the versions of fashion, Python, torch, CUDA, onnxruntime and timm, and the plugin count.
+
+    \b
+    Examples:
+      fashion version
+      fashion version --json
+    """
+    from .listing import version_text, versions
+
+    info = versions()
+    click.echo(json.dumps(info, indent=2) if as_json else version_text(info))

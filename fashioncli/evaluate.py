@@ -44,7 +44,7 @@ def _default_out(model, data, split, exported):
 
 
 def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, device="auto", topk=None, num_workers=None,
-             tta=None, trust_torchscript=False):
+             tta=None, trust_torchscript=False, progress=False):
     """Evaluate a ``checkpoint`` (.pt or run directory) or an exported model file and write reports
     into ``out``.
 
@@ -53,7 +53,7 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
     ``topk`` defaults to the recipe's eval.topk (else 5), so eval and validation report the same k;
     ``tta`` ({"hflip", "shift"}, see tta.py) to the recipe's eval.tta. A file whose loading runs code
     (TorchScript) opens only with ``trust_torchscript``. Returns the summary, also written to
-    ``out``/summary.json.
+    ``out``/summary.json. ``progress``: a bar over the batches on stderr (a terminal's only).
     """
     start = time.perf_counter()
     exported = file_format(checkpoint) is not None
@@ -70,7 +70,8 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
     recipe_eval = (meta.get("recipe") or {}).get("eval", {})
     options = EvalOptions(batch_size=batch_size, device=device, num_workers=num_workers,
                           tta=recipe_eval.get("tta") if tta is None else tta,
-                          topk=recipe_eval.get("topk", 5) if topk is None else topk)
+                          topk=recipe_eval.get("topk", 5) if topk is None else topk,
+                          progress=f"eval {split}" if progress else None)
     root = _data_root(meta, data, f"the exported file '{path}'" if exported else "the checkpoint")
     if out is not None:  # reports and pictures never land among the images or checkpoints they come from
         checkpoints = path.parent if path.parent.name == "checkpoints" else None

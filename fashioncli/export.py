@@ -19,6 +19,7 @@ from .checkpoint import resolve_path, run_dir
 from .errors import DataError, ExportError, FashionError
 from .io import atomic_path
 from .locks import Lock
+from .progress import status
 from .engines import CheckpointEngine, decode
 from .inputs import check_inputs, check_out, iter_inputs
 from .tasks import task_of
@@ -123,8 +124,9 @@ def _read_back(engine):
     return engine.task.name, engine.task.labels(engine.meta), engine.image_size
 
 
-def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, atol=1e-3):
+def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, atol=1e-3, progress=False):
     """Export ``checkpoint`` with the registered exporter ``format`` and check it; -> summary dict.
+    ``progress``: a status line on stderr as each step starts.
 
     The file is written atomically. When the parity check fails it is moved to
     ``<out stem>.failed<suffix>`` instead, ``out`` is left as it was, and ExportError says so.
@@ -146,6 +148,7 @@ def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, a
     example = torch.zeros(2, 3, reference.image_size, reference.image_size, dtype=torch.uint8)
     start = time.perf_counter()
     with Lock(out), atomic_path(out) as tmp:  # a second export into it is refused, not raced
+        status(f"export: writing '{out}' ({format})", progress)
         try:
             info = exporter.save(module, example, tmp, file_metadata(meta, source), opset=opset) or {}
         except FashionError:
@@ -158,6 +161,7 @@ def export(checkpoint, format="onnx", out=None, check_images=None, opset=None, a
         # The registered engine for the format (``open``); an exporter registered without one loads it itself.
         opener = entry.extra.get("open")
         exported = opener(tmp, device="cpu") if opener else exporter.load(tmp)
+        status(f"export: checking it against PyTorch on {len(images)} {origin}", progress)
         parity = check_parity(reference, exported, images, atol)
         if not parity["ok"]:
             failed = out.with_name(f"{out.stem}.failed{out.suffix}")

@@ -3,6 +3,7 @@
 Recipes are data only: YAML goes through ``yaml.safe_load`` and nothing in a recipe is executed.
 """
 import copy
+import difflib
 import importlib.resources
 import math
 from pathlib import Path
@@ -55,6 +56,11 @@ def _bundled(spec):
     except (OSError, ValueError):
         return None
     return str(path) if path.is_relative_to(root) and _is_file(path) else None
+
+
+def is_recipe(spec):
+    """Whether ``spec`` names a recipe: an http(s) URL, a file, or a bundled recipe."""
+    return _is_url(spec) or _is_file(spec) or _bundled(spec) is not None
 
 
 def _locate(spec, relative_to=None):
@@ -185,7 +191,7 @@ def _resolve_bases(data, location, depth=0, seen=(), fetched=None):
 def parse_override(text):
     """'a.b.c=value' -> (['a','b','c'], value parsed as YAML)."""
     if "=" not in text:
-        raise RecipeError(f"--set '{text}': expected KEY=VALUE, e.g. --set train.epochs=3")
+        raise RecipeError(f"'{text}': expected KEY=VALUE, e.g. train.epochs=3")
     key, raw = text.split("=", 1)
     parts = key.strip().split(".")
     if len(parts) > MAX_NESTING:
@@ -223,6 +229,13 @@ def load_recipe(spec, overrides=(), validate_components=True):
     data = apply_overrides(data, overrides)
     check_size(data, "the recipe with its bases and --set values")
     return validate(data, check_components=validate_components)
+
+
+def read_merged(spec):
+    """A recipe with its bases merged, as written: no overrides, defaults or validation (for listing)."""
+    fetched = {}
+    data, location = _read(spec, fetched=fetched)
+    return _resolve_bases(data, location, fetched=fetched)
 
 
 def _check_remote_output(data, location):
@@ -421,6 +434,8 @@ SCHEMA = {
         "test_split": STR,
         # Train on these of the dataset's classes only; eval scores the others as unseen (open set).
         "classes": optional(list_of(STR)),
+        # Train on this seeded share of the train split (per class where images have one label): a quick check.
+        "fraction": _positive(FRACTION),
         # What `fashion prepare --recipe` makes data.root from.
         "prepare": {
             "source": STR, "importer": STR, "image_size": POS_INT, "val_fraction": NONNEG_FLOAT,
@@ -486,7 +501,7 @@ DEFAULTS = {
     "task": "classification",
     "data": {
         "image_size": 160, "batch_size": 32, "num_workers": None,
-        "train_split": "train", "val_split": "val", "test_split": "test", "classes": None,
+        "train_split": "train", "val_split": "val", "test_split": "test", "classes": None, "fraction": 1.0,
         "augment": {"hflip": True, "scale": [0.6, 1.0], "ratio": [0.75, 1.3333], "rotate": 0, "color_jitter": 0},
     },
     "loss": {"name": "cross_entropy", "args": {}},
@@ -514,7 +529,7 @@ def _validate(value, schema, path, check_components):
         for key, sub in value.items():
             where = f"{path}.{key}" if path else str(key)
             if key not in schema:
-                raise RecipeError(f"{where}: unknown key{did_you_mean(key, schema)}; allowed here: {', '.join(schema)}")
+                raise RecipeError(f"{where}: unknown key{_suggest(key, where, schema)}; allowed here: {', '.join(schema)}")
             out[key] = _validate(sub, schema[key], where, check_components)
         return out
     if isinstance(schema, Component):
@@ -525,6 +540,34 @@ def _validate(value, schema, path, check_components):
         return {k: _validate({} if v is None else v, schema.schema, f"{path}.{k}", check_components)
                 for k, v in value.items()}
     return schema(value, path)
+
+
+def _schema_keys(schema=None, prefix=""):
+    """Every dotted key the schema names (inside components and named mappings left out)."""
+    for key, sub in (SCHEMA if schema is None else schema).items():
+        yield f"{prefix}{key}"
+        if isinstance(sub, dict):
+            yield from _schema_keys(sub, f"{prefix}{key}.")
+
+
+def _suggest(key, where, siblings):
+    """' (did you mean ...?)' for an unknown key: a key of that name elsewhere first (`--set epochs=3`
+    -> 'train.epochs'), then a close name beside it, then a close name elsewhere."""
+    elsewhere = {}
+    for dotted in _schema_keys():
+        if dotted != where:
+            elsewhere.setdefault(dotted.rsplit(".", 1)[-1], []).append(dotted)
+    key = str(key)
+    if key not in elsewhere:
+        beside = did_you_mean(key, siblings)
+        if beside:
+            return beside
+        close = difflib.get_close_matches(key, list(elsewhere), n=1)
+        if not close:
+            return ""
+        key = close[0]
+    nearest = sorted(elsewhere[key], key=lambda d: d.count("."))  # train.seed before data.prepare.seed
+    return f" (did you mean {' or '.join(repr(d) for d in nearest)}?)"
 
 
 def _validate_component(value, schema, path, check_components):

@@ -15,6 +15,7 @@ from . import recipe as recipes
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data.loaders import build_augment, make_loader
 from .data.dataset import PreparedDataset
+from .data.splits import seeded_subset
 from .devices import check as check_device, resolve_device
 from .errors import CheckpointError, FashionError, OutputError
 from .inference import run_model
@@ -77,7 +78,7 @@ class Trainer:
         self.preprocessing = model_preprocessing(entry, {**self.task.model_args(), **m["args"]})
         check_image_size(self.preprocessing, size, m["name"])
 
-        self.train_set = self.images(d["train_split"], build_augment(size, d["augment"]))
+        self.train_set = self.images(d["train_split"], build_augment(size, d["augment"]), fraction=d["fraction"])
         self.val_split = d["val_split"] if d["val_split"] in self.data.splits else None
         # Deterministic runs restart workers each epoch, so their augmentation is a function of
         # (seed, epoch) and a resumed run replays it; persistent workers would carry RNG state over.
@@ -136,11 +137,15 @@ class Trainer:
         sampler = dist.RankSampler(len(self.train_set), local, generator, dist.rank(), world)
         return make_loader(self.train_set, local, sampler=sampler, generator=generator, **common)
 
-    def images(self, split, transform=None):
-        """A split's cached images and targets: the rows the task trains on (data.classes)."""
+    def images(self, split, transform=None, fraction=1.0):
+        """A split's cached images and targets: the rows the task trains on (data.classes), of which
+        a seeded ``fraction`` (data.fraction; per class where the task has one label per image)."""
         images = self.task.dataset(self.data.cache(split, self.recipe["data"]["image_size"]),
                                    self.task.targets(self.data, split), transform)
         rows = self.task.rows(self.data, split)
+        if fraction < 1:
+            rows = seeded_subset(range(len(images)) if rows is None else rows, self.task.strata(self.data, split),
+                                 fraction, self.recipe["train"]["seed"])
         return images if rows is None else Subset(images, rows)
 
     # -- staged fine-tuning ---------------------------------------------------
@@ -269,7 +274,7 @@ class Trainer:
         pre = self.preprocessing
         outputs, targets = run_model(self.model, self.val_loader, self.device, pre.mean, pre.std,
                                      memory_format=self.memory_format, autocast=self.autocast,
-                                     reduce=self.task.reduce)
+                                     reduce=self.task.reduce, progress="validation" if self.progress else None)
         outputs, targets = dist.gather_outputs(self.val_rows, outputs, targets)
         # Rank 0 measures; every rank gets its figures, so all take the same early-stopping decision.
         return dist.broadcast(self.task.validate(outputs, targets) if dist.is_main() else None)
@@ -344,7 +349,8 @@ class Trainer:
 
     def summary(self):
         es = self.recipe["train"]["early_stopping"]
-        return {"run_dir": str(self.run_dir), "epochs": self.epoch, "best": {es["monitor"]: self.best},
+        return {"run_dir": str(self.run_dir), "epochs": self.epoch, "train_images": len(self.train_set),
+                "best": {es["monitor"]: self.best},
                 "last": self.history[-1] if self.history else {}}
 
 

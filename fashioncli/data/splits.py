@@ -52,3 +52,15 @@ def stratified_split(rows, fractions, seed, stratum=lambda label: label):
             start += k
         out["train"] += members[start:]
     return out
+
+
+def seeded_subset(rows, labels, fraction, seed):
+    """A seeded ``fraction`` of ``rows`` (a split's row indices), sorted: the same share of every
+    class (``labels[row]``), each class keeping at least one row; ``labels`` None: a random draw.
+
+    It is ``stratified_split``'s train part, so a class's draw depends on (seed, class) alone.
+    """
+    rows = [int(r) for r in rows]
+    stratum = (lambda row: 0) if labels is None else (lambda row: labels[row])
+    kept = stratified_split([(row, row, None) for row in rows], {"left_out": 1 - fraction}, seed, stratum)["train"]
+    return np.array(sorted(row for row, _, _ in kept), dtype=np.int64)

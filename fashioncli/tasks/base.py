@@ -10,13 +10,15 @@ from dataclasses import dataclass
 
 @dataclass
 class EvalOptions:
-    """How `fashion eval` runs a model: batches, device, loader workers, test-time views, top-k."""
+    """How `fashion eval` runs a model: batches, device, loader workers, test-time views, top-k, and the
+    label of the progress bar over its batches (None: no bar; ``inference.iter_outputs``'s ``progress``)."""
 
     batch_size: int = 64
     device: object = "cpu"
     num_workers: int = None
     tta: dict = None
     topk: int = 5
+    progress: str = None
 
 
 @dataclass
@@ -90,6 +92,11 @@ class Task:
 
     def rows(self, data, split):
         """Which of the split's images training sees (None: all)."""
+        return None
+
+    def strata(self, data, split):
+        """Each row's class, for a subset of the split with every class's share (data.fraction);
+        None (the default: no single label per image): the subset is a random draw."""
         return None
 
     def targets(self, data, split):

@@ -39,6 +39,9 @@ class ClassificationTask(Task):
         """The split's images of the chosen classes (None: all)."""
         return np.flatnonzero(self.targets(data, split) >= 0) if self.held_out else None
 
+    def strata(self, data, split):
+        return self.targets(data, split)
+
     def targets(self, data, split):
         return self.index[data.labels(split)]
 

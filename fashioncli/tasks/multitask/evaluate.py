@@ -35,7 +35,8 @@ def evaluate_heads(model, meta, root, split, out, options):
         raise DataError(f"split '{split}' of '{root}' is empty")
     dataset = CachedImages(data.cache(split, pre["image_size"]), targets, image_size=pre["image_size"])
     loader = make_loader(dataset, options.batch_size, num_workers=options.num_workers)
-    logits, targets = run_model(model, loader, options.device, pre["mean"], pre["std"], tta=options.tta)
+    logits, targets = run_model(model, loader, options.device, pre["mean"], pre["std"], tta=options.tta,
+                                progress=options.progress)
 
     result = multitask_metrics(heads, logits, targets, thresholds=thresholds, topk=options.topk)
     _write_head_reports(out, heads, result)

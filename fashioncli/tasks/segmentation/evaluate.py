@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ...data.loaders import make_loader
+from ...progress import bar
 from ...errors import DataError
 from ...data.masks import read_index_mask, resize_mask
 from ...io import write_csv, write_json
@@ -74,7 +75,7 @@ def evaluate_segmentation(model, meta, root, split, out, options):
     samples = []
     model.eval()
     with torch.inference_mode():
-        for x, index in loader:
+        for x, index in bar(loader, options.progress, enabled=options.progress is not None):
             logits = segment_logits(model, normalize(x.to(device), pre["mean"], pre["std"]), tta)
             for j, i in enumerate(index.tolist()):
                 mask = read_index_mask(rows[i]["mask"])
