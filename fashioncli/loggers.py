@@ -54,16 +54,17 @@ class Logger:
         """'finished', 'failed' or 'killed' at the end of training; None after an eval (status unchanged)."""
 
 
-def flat_params(recipe):
-    """The recipe as {dotted key: number, boolean or text}; lists and nulls as their YAML text."""
-    import yaml
-
-    from .resume import flatten
-
+def flat_params(recipe, prefix=""):
+    """The recipe as {dotted key: number, boolean or text}; lists, nulls and empty mappings
+    (``log: {mlflow: {}}``, no args) as their JSON text."""
     out = {}
-    for key, value in flatten(recipe).items():
-        keep = isinstance(value, (bool, int, float, str))
-        out[key] = value if keep else yaml.safe_dump(value, default_flow_style=True).strip()
+    for key, value in recipe.items():
+        if isinstance(value, dict) and value:
+            out.update(flat_params(value, f"{prefix}{key}."))
+        elif isinstance(value, (bool, int, float, str)):
+            out[f"{prefix}{key}"] = value
+        else:
+            out[f"{prefix}{key}"] = json.dumps(value, default=str)
     return out
 
 

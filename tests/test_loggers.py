@@ -27,16 +27,22 @@ def rows(run):
 
 @pytest.fixture
 def no_network(monkeypatch):
-    """Every attempt to resolve a host or open a connection, recorded and refused."""
+    """Every attempt to resolve a host or open an internet connection, recorded and refused (local
+    sockets, which multiprocessing uses, go through)."""
     attempts = []
+    connect = socket.socket.connect
 
     def refuse(*args, **kwargs):
         attempts.append(args)
         raise OSError("network refused by the test")
 
+    def internet_refused(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            return refuse(sock, address)
+        return connect(sock, address)
+
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", internet_refused)
     return attempts
 
 
@@ -60,7 +66,7 @@ def test_mlflow_and_tensorboard_read_back(tiny_prepared, tmp_path, no_network):
     assert logged.info.run_id == json.loads((run / "loggers.json").read_text())["mlflow"]["run_id"]
     params = logged.data.params
     assert params["optimizer.lr"] == "0.003" and params["data.image_size"] == "32"
-    assert params["model.args.backbone"] == "test_resnet" and params["log"] == "{mlflow: {}, tensorboard: {}}"
+    assert params["model.args.backbone"] == "test_resnet" and params["log.mlflow"] == "{}"
     for name in ("train_loss", "val_accuracy", "lr"):
         history = client.get_metric_history(logged.info.run_id, name)
         assert [m.step for m in history] == [1, 2]
@@ -185,3 +191,16 @@ def test_training_without_loggers_writes_no_logger_state(tiny_prepared, tmp_path
     assert yaml.safe_load(open(spec)).get("log") is None
     train(recipe, spec=spec, progress=False)
     assert not (tmp_path / "runs" / "tiny" / "loggers.json").exists() and not (tmp_path / "runs" / "mlruns").exists()
+
+
+def test_resume_continues_the_mlflow_run(tiny_prepared, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    spec = recipe_file(tmp_path, tiny_prepared, log=["mlflow"], train__epochs=1)
+    train(load_recipe(spec), spec=spec, progress=False)
+    saved = tmp_path / "runs" / "tiny" / "recipe.yaml"
+    train(load_recipe(saved, ["train.epochs=2"]), spec=saved, resume=True, progress=False)
+    client = MlflowClient(tracking_uri=(tmp_path / "runs" / "mlruns").as_uri())
+    (logged,) = client.search_runs([client.get_experiment_by_name("fashion").experiment_id])
+    assert logged.info.status == "FINISHED" and logged.data.params["train.epochs"] == "1"
+    assert [m.step for m in client.get_metric_history(logged.info.run_id, "train_loss")] == [1, 2]
