@@ -72,7 +72,8 @@ def test_mlflow_and_tensorboard_read_back(tiny_prepared, tmp_path, no_network):
         assert [m.step for m in history] == [1, 2]
         assert [m.value for m in history] == pytest.approx([float(r[name]) for r in epochs])
     (accuracy,) = client.get_metric_history(logged.info.run_id, "eval-test/accuracy")
-    assert accuracy.value == pytest.approx(summary["metrics"]["accuracy"]) and accuracy.step == 2
+    best_epoch = json.loads((run / "checkpoints" / "best.json").read_text())["epoch"]  # the checkpoint eval scored
+    assert accuracy.value == pytest.approx(summary["metrics"]["accuracy"]) and accuracy.step == best_epoch
     files = {a.path for a in client.list_artifacts(logged.info.run_id)}
     assert {"curves.png", "metrics.csv", "recipe.yaml", "eval-test"} <= files
     assert "eval-test/confusion_matrix.png" in {a.path for a in client.list_artifacts(logged.info.run_id, "eval-test")}
@@ -155,8 +156,9 @@ def test_log_key_is_validated(tiny_prepared, tmp_path):
     with pytest.raises(RecipeError, match=r"^log: unknown logger 'tensorbord' \(did you mean 'tensorboard'\?\); "
                                           r"known: mlflow, tensorboard$"):
         load_recipe(recipe_file(tmp_path, tiny_prepared, log=["tensorbord"]))
-    with pytest.raises(RecipeError, match=r"^log.mlflow.uri: unknown argument \(did you mean 'tracking_uri'\?\)"):
-        load_recipe(recipe_file(tmp_path, tiny_prepared, log={"mlflow": {"uri": "x"}}))
+    with pytest.raises(RecipeError, match=r"^log.mlflow.tracking_url: unknown argument \(did you mean 'tracking_uri'\?\); "
+                                          r"'mlflow' takes: tracking_uri, experiment$"):
+        load_recipe(recipe_file(tmp_path, tiny_prepared, log={"mlflow": {"tracking_url": "x"}}))
     with pytest.raises(RecipeError, match="^log: expected a list of loggers"):
         load_recipe(recipe_file(tmp_path, tiny_prepared, log=3))
     # both forms resolve to one mapping, so --set reaches an option

@@ -21,7 +21,8 @@ def make_run(root, name, lr, epochs_done, epochs=3, patience=None, best_epoch=No
     run = root / name
     with claim(run, recipe=f"{name}.yaml"):
         write_text(run / "recipe.yaml", recipes.dump(recipe))
-    trained = {**recipe, "train": {**recipe["train"], "early_stopping": {"monitor": "val_accuracy", "mode": "max"}}}
+    stopping = {**recipe["train"]["early_stopping"], "monitor": "val_accuracy"}  # as fit() resolves 'auto'
+    trained = {**recipe, "train": {**recipe["train"], "early_stopping": stopping}}
     best_epoch = best_epoch or epochs_done
     for which, epoch, value in (("best", best_epoch, accuracy), ("last", epochs_done, accuracy / 2)):
         write_json(run / "checkpoints" / f"{which}.json", {
