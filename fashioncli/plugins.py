@@ -35,6 +35,8 @@ BUILTIN_PLUGINS = (
     "fashion_plugins.datasets.segmentation_folder",
     "fashion_plugins.metrics.classification",
     "fashion_plugins.exporters.standard",
+    "fashion_plugins.loggers.tensorboard_logger",
+    "fashion_plugins.loggers.mlflow_logger",
 )
 
 pm = pluggy.PluginManager("fashion")

@@ -239,7 +239,13 @@ def read_merged(spec):
 
 
 def _check_remote_output(data, location):
-    """A recipe fetched from a URL writes only inside the working tree."""
+    """A recipe fetched from a URL writes only inside the working tree, and logs only where the user says."""
+    log = data.get("log")
+    if isinstance(log, dict):  # where a logger sends the run (a tracking server) is the user's choice
+        for name, options in log.items():
+            if options:
+                raise RecipeError(f"log.{name}: the remote recipe '{location}' sets logger options; a recipe from "
+                                  f"a URL may name loggers only (give options with --set log.{name}.KEY=VALUE)")
     output = data.get("output")
     folder = output.get("dir", DEFAULTS["output"]["dir"]) if isinstance(output, dict) else None
     if not isinstance(folder, str):
@@ -387,6 +393,36 @@ def optional(check):
     return wrapped
 
 
+def LOGGERS(value, path):
+    """``log``: a list of registered logger names, or {name: {option: value}} -> {name: {options}};
+    options are checked against the logger factory's signature."""
+    from .errors import UnknownNameError
+    from .plugins import get
+
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, (list, tuple)):
+        value = {STR(name, f"{path}[{i}]"): {} for i, name in enumerate(value)}
+    if not isinstance(value, dict):
+        raise RecipeError(f"{path}: expected a list of loggers (e.g. [tensorboard, mlflow]) or a mapping of "
+                          f"logger: options, got {value!r}")
+    out = {}
+    for name, options in value.items():
+        where = f"{path}.{name}"
+        options = {} if options is None else options
+        if not isinstance(options, dict):
+            raise RecipeError(f"{where}: expected a mapping of options, got {options!r}")
+        try:
+            entry = get("loggers").get(name)
+        except UnknownNameError as exc:
+            raise RecipeError(f"{path}: {exc}") from None
+        entry.check_args(options, where=where, key=None)
+        out[name] = options
+    return out
+
+
 class Component:
     """{name, args}: name must be registered in ``kind``; args must fit the factory."""
 
@@ -493,6 +529,8 @@ SCHEMA = {
              "reference": MappingOf(NONNEG_FLOAT),
              # Segmentation: more class subsets to report mIoU over (the dataset's own come too).
              "class_sets": MappingOf(list_of(STR))},
+    # Experiment loggers (register_loggers): [tensorboard, mlflow] or {mlflow: {tracking_uri: ...}}.
+    "log": LOGGERS,
     # exist_ok: read from older recipes and ignored; only the command line's --replace replaces a run.
     "output": {"dir": STR, "name": optional(RUN_NAME), "exist_ok": BOOL},
 }
@@ -516,6 +554,7 @@ DEFAULTS = {
     "eval": {"topk": 5, "split": "test", "checkpoint": "best", "tta": {"hflip": False, "shift": 0},
              "reject": {"threshold": None, "false_rejection_rate": 0.05}, "reference": {},
              "class_sets": {}},
+    "log": {},
     "output": {"dir": "runs", "name": None},
 }
 REQUIRED = ("data.root", "model")

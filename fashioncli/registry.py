@@ -6,8 +6,9 @@ from typing import Callable
 from .errors import PluginError, RecipeError, UnknownNameError, did_you_mean
 from .preprocessing import check_declared
 
-KINDS = ("tasks", "models", "losses", "datasets", "metrics", "exporters")
-SINGULAR = {"tasks": "task", "models": "model", "losses": "loss", "datasets": "dataset", "metrics": "metric", "exporters": "exporter"}
+KINDS = ("tasks", "models", "losses", "datasets", "metrics", "exporters", "loggers")
+SINGULAR = {"tasks": "task", "models": "model", "losses": "loss", "datasets": "dataset", "metrics": "metric", "exporters": "exporter",
+            "loggers": "logger"}
 
 
 @dataclass
@@ -19,19 +20,21 @@ class Entry:
     description: str = ""
     extra: dict = field(default_factory=dict)
 
-    def check_args(self, args, injected=(), where=None):
-        """Fail before any work if ``args`` do not fit the factory's signature."""
+    def check_args(self, args, injected=(), where=None, key="args"):
+        """Fail before any work if ``args`` (at ``where``.``key``, or right under ``where`` when ``key``
+        is None) do not fit the factory's signature."""
         where = where or f"{self.kind}.{self.name}"
+        at = f"{where}.{key}" if key else where
         sig = inspect.signature(self.factory)
         params = sig.parameters
         takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        for key in args:
-            if key in injected:
-                raise RecipeError(f"{where}.args.{key}: set by fashion itself, remove it from the recipe")
-            if key not in params and not takes_kwargs:
+        for arg in args:
+            if arg in injected:
+                raise RecipeError(f"{at}.{arg}: set by fashion itself, remove it from the recipe")
+            if arg not in params and not takes_kwargs:
                 known = [p for p in params if p not in injected and params[p].kind is not inspect.Parameter.VAR_POSITIONAL]
                 raise RecipeError(
-                    f"{where}.args.{key}: unknown argument{did_you_mean(key, known)}; "
+                    f"{at}.{arg}: unknown argument{did_you_mean(arg, known)}; "
                     f"'{self.name}' takes: {', '.join(known) or 'no arguments'}"
                 )
         missing = [
@@ -40,7 +43,7 @@ class Entry:
             and n not in args and n not in injected
         ]
         if missing:
-            raise RecipeError(f"{where}.args: '{self.name}' needs {', '.join(missing)}")
+            raise RecipeError(f"{at}: '{self.name}' needs {', '.join(missing)}")
 
 
 class Registry:

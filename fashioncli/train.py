@@ -21,6 +21,7 @@ from .errors import CheckpointError, FashionError, OutputError
 from .inference import run_model
 from .io import make_dir, remove_temporaries, write_csv, write_text
 from .locks import Lock
+from .loggers import Loggers
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_curves
 from .plugins import get
@@ -61,8 +62,9 @@ def amp_dtype(setting, device):
 class Trainer:
     """Holds the state that a checkpoint must capture to resume a run exactly."""
 
-    def __init__(self, recipe, run_dir, progress=True, device=None):
+    def __init__(self, recipe, run_dir, progress=True, device=None, loggers=None):
         self.recipe, self.run_dir = recipe, Path(run_dir)
+        self.loggers = loggers or Loggers()  # experiment trackers (loggers.py): told of every epoch
         self.progress = progress and dist.is_main()  # one progress bar, one report, one writer
         d, t = recipe["data"], recipe["train"]
         seed_everything(t["seed"], t["deterministic"])
@@ -329,6 +331,7 @@ class Trainer:
                     self.save("best", row)
                 self.save("last", row)
                 self.report(row, best)
+                self.loggers.epoch(row)
             if patience and self.stale >= patience:
                 if dist.is_main():
                     tqdm.write(f"early stopping: {t['early_stopping']['monitor']} has not improved for {patience} epochs",
@@ -371,9 +374,11 @@ def train(recipe, spec="run", resume=False, progress=True, replace=False):
         with Lock(run_dir) if dist.is_main() else nullcontext():
             # None: nothing to resume from. Before anything is written: a refused change leaves the run as it was.
             changes = resume_changes(recipe, run_dir) if resume else None
-            trainer = Trainer(recipe, run_dir, progress=progress, device=device)  # data and model checked first
+            # Built first: a logger whose package is missing fails before data and model are.
+            loggers = Loggers.create(recipe) if dist.is_main() else Loggers()
+            trainer = Trainer(recipe, run_dir, progress=progress, device=device, loggers=loggers)
             if dist.is_main():
-                with claim(run_dir, replace=replace and not resume):
+                with claim(run_dir, replace=replace and not resume, recipe=spec):
                     make_dir(run_dir / "checkpoints")  # marks a run, even before its first epoch
                     for folder in (run_dir, run_dir / "checkpoints"):
                         remove_temporaries(folder)  # what a killed run was writing
@@ -383,6 +388,7 @@ def train(recipe, spec="run", resume=False, progress=True, replace=False):
                 trainer.restore()
                 if dist.is_main():
                     record_resume(run_dir, recipe, changes, trainer.epoch)
-            return trainer.fit()
+            with loggers.training(run_dir, recipe, resumed=changes is not None):
+                return trainer.fit()
     finally:
         dist.cleanup()
