@@ -47,13 +47,14 @@ AUTO_AUGMENT = ("randaugment", "trivialaugment")
 def check_augment(dataset, augment):
     """Augment one training sample now, so a policy that cannot apply to it (torchvision's
     RandAugment and TrivialAugmentWide refuse masks) is a recipe error naming the key, not a
-    worker's traceback mid-epoch."""
+    worker's traceback mid-epoch. The draw leaves the random streams as they were."""
+    keys = [k for k in AUTO_AUGMENT if (augment or {}).get(k)]
+    if not keys:
+        return
     try:
-        dataset[0]
+        with torch.random.fork_rng(devices=[]):
+            dataset[0]
     except TypeError as exc:
-        keys = [k for k in AUTO_AUGMENT if (augment or {}).get(k)]
-        if not keys:
-            raise
         raise RecipeError(f"data.augment.{keys[0]}: {exc} (torchvision applies it to images only: "
                           f"remove it for this task)") from None
 
