@@ -387,6 +387,27 @@ def list_of(item, length=None):
     return check
 
 
+def OPTIMIZER(value, path):
+    """A name in timm's optimizer registry (sgd, adamw, lamb, lion, ...): unknown names list the known ones."""
+    from .optim import check_optimizer_name
+
+    return check_optimizer_name(STR(value, path), path)
+
+
+def settings(schema, defaults, on=True):
+    """A feature switched by one key: null or false (off, None), true (``defaults``), or a
+    mapping of ``schema`` keys laid over ``defaults``; the value kept is None or the full mapping."""
+    def check(value, path):
+        if value is None or value is False:
+            return None
+        if value is True and on:
+            return dict(defaults)
+        if not isinstance(value, dict):
+            raise RecipeError(f"{path}: expected true, false or a mapping of {', '.join(schema)}, got {value!r}")
+        return {**defaults, **_validate(value, schema, path, check_components=False)}
+    return check
+
+
 def optional(check):
     def wrapped(value, path):
         return None if value is None else check(value, path)
@@ -484,17 +505,26 @@ SCHEMA = {
             "ratio": list_of(POS_FLOAT, 2),
             "rotate": NONNEG_FLOAT,
             "color_jitter": NONNEG_FLOAT,
+            # torchvision v2 policies on the image (not on masks): true takes torchvision's defaults.
+            "randaugment": settings({"num_ops": POS_INT, "magnitude": NONNEG_INT}, {"num_ops": 2, "magnitude": 9}),
+            "trivialaugment": BOOL,
+            # Batch mixing (Beta alphas; 0 is off; both set: one of the two per batch), for single-label models.
+            "mixup": NONNEG_FLOAT,
+            "cutmix": NONNEG_FLOAT,
+            "mix_prob": FRACTION,
         },
     },
     "model": Component("models", injected=("num_classes", "heads")),
     "loss": Component("losses"),
     "optimizer": {
-        "name": choice("sgd", "adam", "adamw"),
+        "name": OPTIMIZER,
         "lr": POS_FLOAT,
         "weight_decay": NONNEG_FLOAT,
         "momentum": NONNEG_FLOAT,
         "nesterov": BOOL,
         "betas": list_of(NONNEG_FLOAT, 2),
+        # Layer-wise lr decay: each layer group's lr is lr * layer_decay ** (its depth from the head).
+        "layer_decay": optional(POS_FLOAT),
     },
     "scheduler": {
         "name": choice("none", "cosine", "step", "exponential", "onecycle"),
@@ -514,6 +544,10 @@ SCHEMA = {
         "compile": BOOL,
         "sync_bn": BOOL,  # several processes: batch-norm statistics over the global batch
         "grad_clip": optional(POS_FLOAT),
+        "grad_clip_mode": choice("norm", "value", "agc"),  # timm's dispatch_clip_grad
+        "accumulate": POS_INT,  # micro-batches per optimizer step
+        # Exponential moving average of the weights: what validation scores and checkpoints hold.
+        "ema": settings({"decay": FRACTION, "warmup": BOOL}, {"decay": 0.9998, "warmup": True}),
         "early_stopping": {"patience": optional(POS_INT), "monitor": STR, "mode": choice("max", "min")},
         # Staged fine-tuning: each stage trains for its epochs with the backbone frozen ('none'),
         # whole ('all') or only its last K stages trainable, at its own learning rate.
@@ -540,14 +574,17 @@ DEFAULTS = {
     "data": {
         "image_size": 160, "batch_size": 32, "num_workers": None,
         "train_split": "train", "val_split": "val", "test_split": "test", "classes": None, "fraction": 1.0,
-        "augment": {"hflip": True, "scale": [0.6, 1.0], "ratio": [0.75, 1.3333], "rotate": 0, "color_jitter": 0},
+        "augment": {"hflip": True, "scale": [0.6, 1.0], "ratio": [0.75, 1.3333], "rotate": 0, "color_jitter": 0,
+                    "randaugment": None, "trivialaugment": False, "mixup": 0, "cutmix": 0, "mix_prob": 1.0},
     },
     "loss": {"name": "cross_entropy", "args": {}},
-    "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "momentum": 0.9, "nesterov": False, "betas": [0.9, 0.999]},
+    "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "momentum": 0.9, "nesterov": False, "betas": [0.9, 0.999],
+                  "layer_decay": None},
     "scheduler": {"name": "cosine", "warmup_epochs": 0, "min_lr": 0, "step_size": 10, "gamma": 0.1, "pct_start": 0.3},
     "train": {
         "epochs": 10, "seed": 0, "device": "auto", "amp": "auto", "deterministic": False,
         "channels_last": True, "compile": False, "sync_bn": False, "grad_clip": None,
+        "grad_clip_mode": "norm", "accumulate": 1, "ema": None,
         # auto: the task's main validation metric (val_accuracy, val_mean_accuracy, ...), maximised.
         "early_stopping": {"patience": None, "monitor": "auto", "mode": "max"},
     },

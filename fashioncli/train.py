@@ -7,13 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timm.utils import ModelEmaV3, dispatch_clip_grad
 from torch.utils.data import Subset
 from tqdm import tqdm
 
 from . import distributed as dist
 from . import recipe as recipes
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data.loaders import build_augment, make_loader
+from .data.loaders import build_augment, check_augment, make_loader
+from .data.mixing import build_mix
 from .data.dataset import PreparedDataset
 from .data.splits import seeded_subset
 from .devices import check as check_device, resolve_device
@@ -22,7 +24,7 @@ from .inference import run_model
 from .io import make_dir, remove_temporaries, write_csv, write_text
 from .locks import Lock
 from .loggers import Loggers
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, current_lr, set_lr
 from .plots import plot_curves
 from .plugins import get
 from .data.preprocess import normalize
@@ -81,6 +83,7 @@ class Trainer:
         check_image_size(self.preprocessing, size, m["name"])
 
         self.train_set = self.images(d["train_split"], build_augment(size, d["augment"]), fraction=d["fraction"])
+        check_augment(self.train_set, d["augment"])
         self.val_split = d["val_split"] if d["val_split"] in self.data.splits else None
         # Deterministic runs restart workers each epoch, so their augmentation is a function of
         # (seed, epoch) and a resumed run replays it; persistent workers would carry RNG state over.
@@ -108,12 +111,18 @@ class Trainer:
         if t["compile"]:
             self.forward = torch.compile(self.forward)
         self.criterion = self.task.criterion().to(self.device)
+        self.mix = build_mix(d["augment"], self.task, self.criterion, recipe["loss"]["name"], self.device)
         if t.get("stages"):  # staged fine-tuning: the stages' epochs are the run's
             t["epochs"] = sum(stage["epochs"] for stage in t["stages"])
-        self.optimizer = build_optimizer(self.model.parameters(), recipe["optimizer"])
+        self.optimizer = build_optimizer(self.model, recipe["optimizer"])
+        # The schedule counts optimizer steps: train.accumulate micro-batches make one.
+        self.steps_per_epoch = -(-len(self.train_loader) // t["accumulate"])
         self.scheduler = build_scheduler(
-            self.optimizer, recipe["scheduler"], t["epochs"], len(self.train_loader), recipe["optimizer"]["lr"]
+            self.optimizer, recipe["scheduler"], t["epochs"], self.steps_per_epoch, recipe["optimizer"]["lr"]
         )
+        # Built after the model has its device and before any step: the average starts at the weights.
+        self.ema = ModelEmaV3(self.model, decay=t["ema"]["decay"], use_warmup=t["ema"]["warmup"]) if t["ema"] else None
+        self.steps = 0  # optimizer steps so far: the EMA's warm-up clock
         self.stage = None
         if t.get("stages"):
             self.enter_stage(0)
@@ -169,10 +178,9 @@ class Trainer:
 
         stage = self.recipe["train"]["stages"][i]
         trainable = set_trainable(self.model, stage["backbone"])
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] = stage["lr"]
+        set_lr(self.optimizer, stage["lr"])
         self.scheduler = build_scheduler(self.optimizer, self.recipe["scheduler"], stage["epochs"],
-                                         len(self.train_loader), stage["lr"])
+                                         self.steps_per_epoch, stage["lr"])
         if self.stage is not None and self.progress:
             tqdm.write(f"stage {i + 1}: backbone {stage['backbone']}, lr {stage['lr']:g}, "
                        f"{trainable:,} trainable parameters", file=sys.stderr)
@@ -194,13 +202,22 @@ class Trainer:
             "metrics": metrics,
         }
 
+    @property
+    def scored_model(self):
+        """What validation scores and a checkpoint's "model" holds (eval, predict, export load it):
+        the EMA of the weights when train.ema is on."""
+        return self.ema.module if self.ema else self.model
+
     def save(self, name, metrics):
+        # With an EMA, the weights being trained are saved beside it, for --resume.
+        trained = {"trained_model": self.model.state_dict()} if self.ema else {}
         try:
             save_checkpoint(
-                self.run_dir / "checkpoints" / f"{name}.pt", self.model, self.meta(metrics),
+                self.run_dir / "checkpoints" / f"{name}.pt", self.scored_model, self.meta(metrics),
                 optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                 scaler=self.scaler.state_dict(), epoch=self.epoch, best=self.best, stale=self.stale,
-                history=self.history, torch_rng=torch.get_rng_state(), stage=self.stage,
+                history=self.history, torch_rng=torch.get_rng_state(), stage=self.stage, steps=self.steps,
+                **trained,
             )
         except OutputError as exc:  # e.g. a full disk: the previous file was left as it was
             raise OutputError(f"{exc}; fix that and rerun with --resume to continue from the last checkpoint") from None
@@ -209,7 +226,9 @@ class Trainer:
         last = self.run_dir / "checkpoints" / "last.pt"
         payload, _ = load_checkpoint(last)
         try:  # the recipes matched (resume.py), but the dataset under data.root may have other classes
-            self.model.load_state_dict(payload["model"])
+            self.model.load_state_dict(payload.get("trained_model", payload["model"]))
+            if self.ema:
+                self.ema.module.load_state_dict(payload["model"])
         except RuntimeError as exc:
             raise CheckpointError(f"--resume: '{last}' does not fit the model the recipe and dataset build "
                                   f"({' '.join(str(exc).split())[:300]})") from None
@@ -219,7 +238,7 @@ class Trainer:
         self.scheduler.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
         self.epoch, self.best, self.stale = payload["epoch"], payload["best"], payload["stale"]
-        self.history = payload["history"]
+        self.history, self.steps = payload["history"], payload.get("steps", 0)
         torch.set_rng_state(payload["torch_rng"])
 
     # -- loops -------------------------------------------------------------
@@ -239,25 +258,27 @@ class Trainer:
             freeze_bn_of_frozen(self.model)  # train() woke the frozen BatchNorm layers up
         # Reseeding per epoch makes the data order a function of (seed, epoch): resume replays it.
         self.train_loader.generator.manual_seed(self.recipe["train"]["seed"] * 1000 + self.epoch)
-        clip = self.recipe["train"]["grad_clip"]
+        accumulate, batches = self.recipe["train"]["accumulate"], len(self.train_loader)
         total_loss, correct, labelled, seen, start = 0.0, 0, 0, 0, time.perf_counter()
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{self.recipe['train']['epochs']}",
                    disable=not self.progress, leave=False, dynamic_ncols=True)
-        for x, y in bar:
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, (x, y) in enumerate(bar):
             y = to_device(y, self.device)
-            with self.autocast():
-                outputs = self.forward(self.inputs(x))
-                loss = self.criterion(outputs, y)
+            inputs, targets = self.inputs(x), y
+            if self.mix is not None:
+                inputs, targets = self.mix(inputs, y)  # y stays the hard labels, for the accuracy shown
+            # The micro-batches of one optimizer step: the last step of an epoch may have fewer.
+            first = i - i % accumulate
+            group, stepping = min(accumulate, batches - first), i + 1 == min(first + accumulate, batches)
+            with self.no_sync(stepping), self.autocast():
+                outputs = self.forward(inputs)
+                loss = self.criterion(outputs, targets)
             if not torch.isfinite(loss):
                 raise self.diverged(f"loss became {loss.item()}")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
+            self.scaler.scale(loss / group).backward()
+            if stepping:
+                self.step()
             n = x.shape[0]
             total_loss += loss.item() * n
             right, counted = self.task.correct(outputs, y)
@@ -270,11 +291,31 @@ class Trainer:
         return {"train_loss": total_loss / max(1, seen), **accuracy,
                 "train_img_per_s": seen / elapsed if elapsed else 0.0}
 
+    def no_sync(self, stepping):
+        """Processes average gradients once per optimizer step, not per micro-batch."""
+        ddp = getattr(self.forward, "_orig_mod", self.forward)
+        return ddp.no_sync() if not stepping and hasattr(ddp, "no_sync") else nullcontext()
+
+    def step(self):
+        """One optimizer step from the accumulated gradients: unscaled (AMP) before clipping, then
+        the per-step schedule and the EMA follow."""
+        t = self.recipe["train"]
+        if t["grad_clip"]:
+            self.scaler.unscale_(self.optimizer)
+            dispatch_clip_grad(self.model.parameters(), t["grad_clip"], mode=t["grad_clip_mode"])
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.steps += 1
+        if self.ema:
+            self.ema.update(self.model, step=self.steps)
+
     def validate(self):
         if self.val_loader is None:
             return {}
         pre = self.preprocessing
-        outputs, targets = run_model(self.model, self.val_loader, self.device, pre.mean, pre.std,
+        outputs, targets = run_model(self.scored_model, self.val_loader, self.device, pre.mean, pre.std,
                                      memory_format=self.memory_format, autocast=self.autocast,
                                      reduce=self.task.reduce, progress="validation" if self.progress else None)
         outputs, targets = dist.gather_outputs(self.val_rows, outputs, targets)
@@ -314,7 +355,7 @@ class Trainer:
         while self.epoch < t["epochs"]:
             if self.stage is not None and self.stage_at(self.epoch) != self.stage:
                 self.enter_stage(self.stage_at(self.epoch))
-            row = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+            row = {"epoch": self.epoch + 1, "lr": current_lr(self.optimizer)}
             row.update(self.train_epoch())
             # The last step of an epoch can turn the weights non-finite after a finite loss.
             if not all(torch.isfinite(t).all() for t in self.model.state_dict().values()):

@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from ..errors import RecipeError
 from .preprocess import resize_rgb
 
 
@@ -29,10 +30,33 @@ def build_augment(image_size, augment):
         ops.append(v2.RandomHorizontalFlip())
     if augment.get("rotate"):
         ops.append(v2.RandomRotation(augment["rotate"], fill={tv_tensors.Mask: MASK_FILL, "others": 0}))
+    # Search-free policies (timm's --aa rand-m9-n2 / trivial): after the crop, before colour jitter.
+    if augment.get("randaugment"):
+        ops.append(v2.RandAugment(**augment["randaugment"]))
+    if augment.get("trivialaugment"):
+        ops.append(v2.TrivialAugmentWide())
     if augment.get("color_jitter"):
         j = augment["color_jitter"]
         ops.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
     return v2.Compose(ops) if ops else None
+
+
+AUTO_AUGMENT = ("randaugment", "trivialaugment")
+
+
+def check_augment(dataset, augment):
+    """Augment one training sample now, so a policy that cannot apply to it (torchvision's
+    RandAugment and TrivialAugmentWide refuse masks) is a recipe error naming the key, not a
+    worker's traceback mid-epoch. The draw leaves the random streams as they were."""
+    keys = [k for k in AUTO_AUGMENT if (augment or {}).get(k)]
+    if not keys:
+        return
+    try:
+        with torch.random.fork_rng(devices=[]):
+            dataset[0]
+    except TypeError as exc:
+        raise RecipeError(f"data.augment.{keys[0]}: {exc} (torchvision applies it to images only: "
+                          f"remove it for this task)") from None
 
 
 class CachedImages(Dataset):

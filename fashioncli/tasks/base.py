@@ -64,6 +64,7 @@ class Task:
     dataset_kind = ""  # the "task" a prepared dataset.json must record for this task to train on it
     exportable = True  # `fashion export` writes it to ONNX and TorchScript
     holds_classes_out = False  # the recipe's data.classes may train on some of the dataset's classes
+    mixes = False  # MixUp/CutMix may blend its training batches (one class label per image, model_args' num_classes)
 
     # -- prepare: classmethods; one source's work is a ``Preparation`` (see ``preparation.py``)
     @classmethod

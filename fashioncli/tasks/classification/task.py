@@ -9,6 +9,7 @@ class ClassificationTask(Task):
     name = "classification"
     dataset_kind = "classification"
     holds_classes_out = True
+    mixes = True
 
     # -- prepare
     @classmethod
