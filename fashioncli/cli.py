@@ -265,20 +265,33 @@ def export(checkpoint, fmt, out, check_images):
 
 
 @cli.command()
+@click.argument("name", required=False)
 @click.option("--third-party", is_flag=True, help="Only the installed plugins, not the built-in ones.")
 @click.option("--all", "all_plugins", is_flag=True, hidden=True)  # the default now; kept for old scripts
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def plugins(third_party, all_plugins, as_json):
+def plugins(name, third_party, all_plugins, as_json):
     """List the plugins (built-in ones too) and what each registered: tasks, models, losses,
-    datasets, metrics, exporters, commands.
+    datasets, metrics, exporters, commands. With NAME (an importer, a model, a loss, ...): its
+    arguments, their defaults and what they mean (what --arg and a recipe's args take).
 
     \b
     Examples:
       fashion plugins
+      fashion plugins table
       fashion plugins --third-party --json
     """
-    from .plugins import list_plugins
+    from .plugins import describe, list_plugins
 
+    if name is not None:
+        found = describe(name)
+        if as_json:
+            return _echo_json(found)
+        for entry in found:
+            click.echo(f"{entry['kind']} '{entry['name']}' (plugin {entry['plugin']}): {entry['description']}")
+            for arg in entry["arguments"]:
+                default = f"default: {arg['default']!r}" if "default" in arg else "required"
+                click.echo(f"  {arg['name']} ({default})" + (f": {arg['meaning']}" if arg["meaning"] else ""))
+        return
     items = list_plugins(all_plugins=not third_party)
     if as_json:
         return _echo_json(items)

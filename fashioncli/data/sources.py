@@ -4,7 +4,7 @@ import inspect
 import shutil
 from pathlib import Path
 
-from ..errors import DataError, PluginError
+from ..errors import DataError, PluginError, RecipeError
 from .archives import extract
 from .importing import Imported, normalize_split
 
@@ -51,7 +51,10 @@ def pick_importer(source, importer=None):
 def run_importer(entry, source, out, args):
     """The importer ``entry`` run on ``source`` with ``args`` -> its checked ``Imported``."""
     # Importers that write files (IDX -> PNG, drawn images) declare an `out` parameter.
-    entry.check_args(args, injected=("source", "out"))
+    try:  # the importer's signature declares its arguments: `fashion plugins NAME` shows them
+        entry.check_args(args, injected=("source", "out"), where=f"--arg of importer '{entry.name}' (see `fashion plugins {entry.name}`):")
+    except RecipeError as exc:
+        raise RecipeError(str(exc).replace(":.args.", ": ", 1)) from None
     if "out" in inspect.signature(entry.factory).parameters:
         args = {**args, "out": str(out)}
     imported = entry.factory(str(source), **args)
