@@ -82,8 +82,9 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
     has_boxes = any(box is not None for *_, box in samples)
     digests = file_digests([path for path, *_ in samples], workers)
     groups = imported.groups or {}
-    links = [([("bytes", h, box)] if h else []) + ([("group", groups[path])] if path in groups else [])
-             for (path, _, _, box), h in zip(samples, digests)]
+    # One photo (every box of it, every copy of its file) and one group go to one split.
+    links = [([("bytes", h)] if h else []) + ([("group", groups[path])] if path in groups else [])
+             for (path, *_), h in zip(samples, digests)]
     splits = assign_splits(samples, val_fraction, test_fraction, seed, preparation.stratum, preparation.strata, links)
 
     cache_dir = out / "cache" / str(image_size)

@@ -458,7 +458,7 @@ SCHEMA = {
         "prepare": {
             "source": STR, "importer": STR, "image_size": POS_INT, "val_fraction": NONNEG_FLOAT,
             "test_fraction": NONNEG_FLOAT, "seed": INT, "classes": either(list_of(STR), STR),
-            "other_classes": choice("background", "ignore"), "args": ANY,
+            "other_classes": choice("background", "ignore"), "near_duplicates": BOOL, "args": ANY,
         },
         "augment": {
             "hflip": BOOL,

@@ -26,7 +26,11 @@ class Entry:
         the text of its ``Annotated`` type (``image_col: Annotated[str, "the column of image paths"]
         = None``, as Typer and FastAPI declare options); ``check_args`` validates against it too."""
         out = []
-        for name, p in inspect.signature(self.factory, eval_str=False).parameters.items():
+        try:  # a module with `from __future__ import annotations` keeps them as text
+            params = inspect.signature(self.factory, eval_str=True).parameters
+        except Exception:  # an annotation naming what its module cannot resolve: no meanings, still the names
+            params = inspect.signature(self.factory).parameters
+        for name, p in params.items():
             if name in injected or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
             meta = get_args(p.annotation)[1:] if get_origin(p.annotation) is Annotated else ()

@@ -254,7 +254,7 @@ def test_prepare_imat_tags_writes_a_multilabel_dataset(tmp_path):
                       min_pixels=10)
     assert summary["importer"] == "imat-tags" and summary["task"] == "multitask"
     assert summary["splits"] == {"train": 3, "val": 1, "test": 2}
-    assert summary["duplicates_across_splits"] == 0 and summary["problems"] == 2
+    assert summary["duplicates_across_splits"] == 0 and summary["problems"] == 1 and summary["not_used"] == 1
     meta = json.loads((tmp_path / "out/dataset.json").read_text())
     assert meta["heads"]["garments"] == {"type": "multilabel", "classes": ["shirt, blouse", "pants", "shoe"]}
     rows = list(csv.DictReader(open(tmp_path / "out/train.csv")))

@@ -64,11 +64,11 @@ def near_clusters(hashes, bits=NEAR_BITS):
         for i, band in enumerate((hashes & mask).tolist()):
             buckets[band].append(i)
         for members in buckets.values():
-            for a in range(len(members)):
-                for b in range(a + 1, len(members)):
-                    i, j = members[a], members[b]
-                    if root(i) != root(j) and bin(int(hashes[i] ^ hashes[j])).count("1") <= bits:
-                        parent[root(i)] = root(j)
+            members = np.array(members)
+            for a, i in enumerate(members[:-1]):
+                close = members[a + 1:][np.bitwise_count(hashes[members[a + 1:]] ^ hashes[i]) <= bits]
+                for j in close.tolist():
+                    parent[root(int(i))] = root(j)
     return [root(i) for i in range(n)]
 
 
