@@ -186,7 +186,7 @@ def cache_splits(splits, cache_dir, size, workers, progress, problems):
     for split, rows in list(splits.items()):
         errors = build_cache([p for p, *_ in rows], size, cache_dir, split, workers=workers, progress=progress,
                              boxes=boxes_of(rows))
-        problems += [{"path": rows[i][0], "reason": e, "kind": problem_kind(rows[i][0], e)}
+        problems += [{"path": rows[i][0], "reason": e, "kind": problem_kind(rows[i][0])}
                      for i, e in enumerate(errors) if e]
         keep_split_rows(splits, infos, cache_dir, split, [i for i, e in enumerate(errors) if e is None])
     return infos
@@ -209,7 +209,7 @@ def keep_split_rows(splits, infos, cache_dir, split, keep):
     infos[split] = open_cache(cache_dir, split)[1]
 
 
-def problem_kind(path, reason):
+def problem_kind(path):
     """What kind of problem an unreadable image is, for the report: a missing file or an unreadable one."""
     return "missing file" if not os.path.lexists(path) else "unreadable image"
 

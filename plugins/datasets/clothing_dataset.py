@@ -62,7 +62,8 @@ def _clothing_full(root):
     for image_id, label in zip(columns["image"], columns["label"]):
         path = str((root / "images" / f"{image_id}.jpg").absolute())
         if label in CLOTHING_NON_LABELS or not label:
-            problems.append({"path": path, "reason": f"label '{label}' is not a class (dropped)"})
+            problems.append({"path": path, "reason": f"label '{label}' is not a class (dropped)",
+                             "kind": "label is not a class"})
         else:
             samples.append((path, label, None))
     return Imported(sorted({label for _, label, _ in samples}), samples, problems)

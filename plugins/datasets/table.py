@@ -89,7 +89,7 @@ def table_columns(columns, path, image_col=None, label_col=None, root=None, spli
             continue
         if declared is None:
             if label is None or not label.strip():
-                problems.append({"path": resolve(image), "reason": f"{where}: empty '{label_col}'"})
+                problems.append({"path": resolve(image), "reason": f"{where}: empty '{label_col}'", "kind": "no label"})
                 continue
             label = label.strip()
             classes.add(label)
