@@ -66,10 +66,15 @@ def near_clusters(hashes, bits=NEAR_BITS):
         for members in buckets.values():
             members = np.array(members)
             for a, i in enumerate(members[:-1]):
-                close = members[a + 1:][np.bitwise_count(hashes[members[a + 1:]] ^ hashes[i]) <= bits]
+                close = members[a + 1:][_popcount(hashes[members[a + 1:]] ^ hashes[i]) <= bits]
                 for j in close.tolist():
                     parent[root(int(i))] = root(j)
     return [root(i) for i in range(n)]
+
+
+def _popcount(values):
+    """Set bits of each uint64 (numpy < 2 has no bitwise_count)."""
+    return np.unpackbits(np.ascontiguousarray(values).view(np.uint8)).reshape(-1, 64).sum(1)
 
 
 def copies_across_splits(keys):
