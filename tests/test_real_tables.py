@@ -141,7 +141,8 @@ def test_unknown_importer_args_list_the_known_ones_and_plugins_name_describes_th
     from fashioncli.cli import cli
 
     table = _table(tmp_path / "t.csv", ["image", "label"], [["a.png", "x"]])
-    with pytest.raises(RecipeError, match="unknown argument.*group_colum.*takes: image_col, label_col.*group_col"):
+    with pytest.raises(RecipeError, match="--arg group_colum: unknown argument .*did you mean 'group_col'.*takes: "
+                                          "image_col, label_col.*group_col; see `fashion plugins table`"):
         _prepare(table, tmp_path / "out", group_colum="x")
     result = CliRunner().invoke(cli, ["plugins", "table"])
     assert result.exit_code == 0, result.output

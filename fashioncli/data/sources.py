@@ -52,9 +52,10 @@ def run_importer(entry, source, out, args):
     """The importer ``entry`` run on ``source`` with ``args`` -> its checked ``Imported``."""
     # Importers that write files (IDX -> PNG, drawn images) declare an `out` parameter.
     try:  # the importer's signature declares its arguments: `fashion plugins NAME` shows them
-        entry.check_args(args, injected=("source", "out"), where=f"--arg of importer '{entry.name}' (see `fashion plugins {entry.name}`):")
+        entry.check_args(args, injected=("source", "out"), where="--arg")
     except RecipeError as exc:
-        raise RecipeError(str(exc).replace(":.args.", ": ", 1)) from None
+        text = str(exc).replace("--arg.args.", "--arg ", 1).replace("--arg.args:", "--arg:", 1)
+        raise RecipeError(f"{text}; see `fashion plugins {entry.name}`") from None
     if "out" in inspect.signature(entry.factory).parameters:
         args = {**args, "out": str(out)}
     imported = entry.factory(str(source), **args)
