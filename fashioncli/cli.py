@@ -109,22 +109,29 @@ def cli():
 @click.option("--recipe", "-r", shell_complete=_complete_recipe, help="Take SOURCE, OUT (data.root) and the options below from the recipe's data.prepare.")
 @click.option("--importer", "-i", help="Dataset importer (see `fashion plugins`); detected when omitted.")
 @click.option("--image-size", type=int, help="Size of the decoded-once image cache.  [default: 160]")
-@click.option("--val-fraction", type=float, help="Used only when the data has no val split.  [default: 0.1]")
+@click.option("--val-fraction", type=float, help="Used only when the data has no val split (0: none; train then "
+              "needs train.validate: false).  [default: 0.1]")
 @click.option("--test-fraction", type=float, help="Used only when the data has no test split.  [default: 0.1]")
 @click.option("--seed", type=int, help="Seed of the stratified split.  [default: 0]")
 @click.option("--classes", help="Keep only these comma-separated classes (segmentation: also `foreground`, or a "
               "class set such as `evaluated`).")
 @click.option("--other-classes", type=click.Choice(["background", "ignore"]),
               help="Segmentation: what the classes left out by --classes become.  [default: background]")
-@click.option("--arg", "args", multiple=True, metavar="KEY=VALUE", help="Importer argument, e.g. --arg label_col=category.")
-def prepare(source, out, recipe, importer, image_size, val_fraction, test_fraction, seed, classes, other_classes, args):
+@click.option("--near-duplicates", is_flag=True, default=None,
+              help="Also keep near-identical images (re-encoded, resized) in one split, by a perceptual hash.")
+@click.option("--arg", "args", multiple=True, metavar="KEY=VALUE",
+              help="Importer argument, e.g. --arg label_col=category (`fashion plugins IMPORTER` lists them).")
+def prepare(source, out, recipe, importer, image_size, val_fraction, test_fraction, seed, classes, other_classes,
+            near_duplicates, args):
     """Import a dataset into the layout train/eval/predict read, with a report and an image cache.
 
     SOURCE is a folder of class folders (optionally under train/val/test), a CSV or parquet table,
     a public dataset's local copy, a .zip or .tar(.gz) of one (unpacked into OUT/source/), or
     `synthetic` for the embedded quickstart set. A multi-task table names its label columns as
     heads (--arg heads=[a,b]); images with mask files (labels/, clabels/ + class_dict.csv) make a
-    segmentation dataset. A recipe can declare all of it in data.prepare.
+    segmentation dataset. A recipe can declare all of it in data.prepare. Drawn splits keep copies
+    of one file (and the rows of one --arg group_col=COLUMN group) in one split; multi-label and
+    multi-head tables are split so that each label reaches train, val and test.
 
     \b
     Examples:
@@ -141,7 +148,8 @@ def prepare(source, out, recipe, importer, image_size, val_fraction, test_fracti
 
     given = {"source": source, "out": out, "importer": importer, "image_size": image_size,
              "val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed,
-             "classes": [c.strip() for c in classes.split(",")] if classes else None, "other_classes": other_classes}
+             "classes": [c.strip() for c in classes.split(",")] if classes else None, "other_classes": other_classes,
+             "near_duplicates": near_duplicates}
     for text in args:
         parts, value = parse_override(text)
         given[".".join(parts)] = value
@@ -311,20 +319,33 @@ def export(checkpoint, fmt, out, check_images, opset, atol, quiet):
 
 
 @cli.command()
+@click.argument("name", required=False)
 @click.option("--third-party", is_flag=True, help="Only the installed plugins, not the built-in ones.")
 @click.option("--all", "all_plugins", is_flag=True, hidden=True)  # the default now; kept for old scripts
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def plugins(third_party, all_plugins, as_json):
+def plugins(name, third_party, all_plugins, as_json):
     """List the plugins (built-in ones too) and what each registered: tasks, models, losses,
-    datasets, metrics, exporters, commands.
+    datasets, metrics, exporters, commands. With NAME (an importer, a model, a loss, ...): its
+    arguments, their defaults and what they mean (what --arg and a recipe's args take).
 
     \b
     Examples:
       fashion plugins
+      fashion plugins table
       fashion plugins --third-party --json
     """
-    from .plugins import list_plugins
+    from .plugins import describe, list_plugins
 
+    if name is not None:
+        found = describe(name)
+        if as_json:
+            return _echo_json(found)
+        for entry in found:
+            click.echo(f"{entry['kind']} '{entry['name']}' (plugin {entry['plugin']}): {entry['description']}")
+            for arg in entry["arguments"]:
+                default = f"default: {arg['default']!r}" if "default" in arg else "required"
+                click.echo(f"  {arg['name']} ({default})" + (f": {arg['meaning']}" if arg["meaning"] else ""))
+        return
     items = list_plugins(all_plugins=not third_party)
     if as_json:
         return _echo_json(items)

@@ -34,6 +34,25 @@ def _data_root(meta, data, model):
     return root
 
 
+def reference_figures(recipe, root, metrics):
+    """eval.reference (a report's figures) beside the measured ones -> {"reference": ...}, only
+    when ``root`` is the dataset the reference was measured on (eval.reference_data, recorded by
+    the recipe that gives it); else {"reference_left_out": why}. A recipe from before the
+    record keeps its reference."""
+    evaluation = recipe.get("eval") or {}
+    reference, measured_on = evaluation.get("reference") or {}, evaluation.get("reference_data") or {}
+    if not reference:
+        return {}
+    prepare = (recipe.get("data") or {}).get("prepare") or {}
+    same_root = not measured_on.get("root") or Path(measured_on["root"]).resolve() == Path(root).resolve()
+    same_source = not measured_on.get("source") or measured_on["source"] == prepare.get("source", measured_on["source"])
+    if not (same_root and same_source):
+        where = measured_on.get("source") or measured_on.get("root")
+        return {"reference_left_out": f"eval.reference was measured on '{where}', not on the data scored here "
+                                      f"('{prepare.get('source') or root}')"}
+    return {"reference": {k: {"measured": metrics.get(k), "report": v} for k, v in reference.items()}}
+
+
 def _default_out(model, data, split, exported):
     """<run>/eval-<split> for the run's own dataset, <run>/eval-<data name>-<split> for any other; an
     exported file's beside it, named after it: eval-model-onnx-<split> for model.onnx."""
@@ -77,8 +96,9 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
         checkpoints = path.parent if path.parent.name == "checkpoints" else None
         check_output(out, files=model_files(path), folders=[root, checkpoints], what="--out")
     out = Path(out) if out is not None else _default_out(path, data, split, exported)
-    summary = {**named, **task_of(meta).evaluate(model, meta, root, split, out, options),
-               "device": runs_on, "seconds": round(time.perf_counter() - start, 2)}
+    summary = {**named, **task_of(meta).evaluate(model, meta, root, split, out, options)}
+    summary.update(reference_figures(meta.get("recipe") or {}, root, summary.get("metrics") or {}),
+                   device=runs_on, seconds=round(time.perf_counter() - start, 2))
     write_json(out / "summary.json", summary)
     if not exported:  # to the experiment loggers that logged the run's training, if any
         from .loggers import log_eval

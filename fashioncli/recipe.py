@@ -160,15 +160,30 @@ def check_size(data, what):
     size(data, 0)
 
 
+DELETE = "_delete_"
+
+
 def merge(base, delta):
-    """Deep merge: dicts merge, lists and scalars replace."""
+    """Deep merge: dicts merge, lists and scalars replace. What a recipe inherits can be removed:
+    ``key: null`` deletes an inherited mapping (``heads: {garments: null}`` drops that head, and
+    defaults then apply where there are any), and a mapping with ``_delete_: true`` replaces the
+    inherited one instead of merging into it (mmengine's rule)."""
     out = copy.deepcopy(base)
     for key, value in delta.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
+        set_key(out, key, value)
     return out
+
+
+def set_key(node, key, value):
+    """``node[key] = value`` under ``merge``'s rules (null deletes an inherited mapping, _delete_ replaces)."""
+    if value is None and isinstance(node.get(key), dict):
+        del node[key]
+    elif isinstance(value, dict) and value.get(DELETE) is True:
+        node[key] = copy.deepcopy({k: v for k, v in value.items() if k != DELETE})
+    elif isinstance(value, dict) and isinstance(node.get(key), dict):
+        node[key] = merge(node[key], value)
+    else:
+        node[key] = copy.deepcopy(value)
 
 
 def _resolve_bases(data, location, depth=0, seen=(), fetched=None):
@@ -176,7 +191,7 @@ def _resolve_bases(data, location, depth=0, seen=(), fetched=None):
         raise RecipeError(f"base: recipe '{location}' inherits from itself or nests deeper than {MAX_BASE_DEPTH}")
     bases = data.pop("base", None)
     if bases is None:
-        return data
+        return stamp_reference(data, data)
     if isinstance(bases, str):
         bases = [bases]
     if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
@@ -185,7 +200,19 @@ def _resolve_bases(data, location, depth=0, seen=(), fetched=None):
     for b in bases:
         bdata, bloc = _read(b, relative_to=location, fetched=fetched)
         merged = merge(merged, _resolve_bases(bdata, bloc, depth + 1, seen + (location,), fetched))
-    return merge(merged, data)
+    return stamp_reference(merge(merged, data), data)
+
+
+def stamp_reference(merged, own):
+    """A recipe that gives eval.reference (a report's figures) records the dataset they were
+    measured on, its data.root and data.prepare.source as they stand in that recipe: eval prints
+    the reference only beside figures measured on that dataset."""
+    evaluation = own.get("eval") if isinstance(own, dict) else None
+    if isinstance(evaluation, dict) and evaluation.get("reference") and isinstance(merged.get("eval"), dict):
+        data = merged.get("data") if isinstance(merged.get("data"), dict) else {}
+        prepare = data.get("prepare") if isinstance(data.get("prepare"), dict) else {}
+        merged["eval"]["reference_data"] = {"root": data.get("root"), "source": prepare.get("source")}
+    return merged
 
 
 def parse_override(text):
@@ -206,6 +233,7 @@ def parse_override(text):
 
 
 def apply_overrides(data, overrides):
+    """--set a.b=c values, under ``merge``'s rules: a.b=null deletes an inherited mapping."""
     for text in overrides or ():
         parts, value = parse_override(text)
         node = data
@@ -215,7 +243,9 @@ def apply_overrides(data, overrides):
                     raise RecipeError(f"--set {text}: '{'.'.join(parts[:i + 1])}' is not a mapping")
                 node[part] = {}
             node = node[part]
-        node[parts[-1]] = value
+        set_key(node, parts[-1], value)
+        if parts[:2] == ["eval", "reference"]:  # figures given here belong to this recipe's dataset
+            stamp_reference(data, {"eval": {"reference": True}})
     return data
 
 
@@ -473,6 +503,9 @@ HEAD_SCHEMA = {
     "hidden": list_of(POS_INT),
     "batch_norm": BOOL,
     "dropout": NONNEG_FLOAT,
+    # Against imbalance: per-class loss weights from the train split (tasks/class_weights.py).
+    "class_weight": optional(either(choice("balanced", "sqrt"), record({"mode": choice("balanced", "sqrt"),
+                                                                        "cap": POS_FLOAT}))),
 }
 
 SCHEMA = {
@@ -497,7 +530,7 @@ SCHEMA = {
         "prepare": {
             "source": STR, "importer": STR, "image_size": POS_INT, "val_fraction": NONNEG_FLOAT,
             "test_fraction": NONNEG_FLOAT, "seed": INT, "classes": either(list_of(STR), STR),
-            "other_classes": choice("background", "ignore"), "args": ANY,
+            "other_classes": choice("background", "ignore"), "near_duplicates": BOOL, "args": ANY,
         },
         "augment": {
             "hflip": BOOL,
@@ -516,6 +549,8 @@ SCHEMA = {
     },
     "model": Component("models", injected=("num_classes", "heads")),
     "loss": Component("losses"),
+    # A single-label task's loss weights per class (balanced|sqrt|{mode, cap}); heads take theirs under head(s).
+    "class_weight": HEAD_SCHEMA["class_weight"],
     "optimizer": {
         "name": OPTIMIZER,
         "lr": POS_FLOAT,
@@ -536,6 +571,8 @@ SCHEMA = {
     },
     "train": {
         "epochs": POS_INT,
+        # false: train without a validation split (no best epoch, no tuned thresholds).
+        "validate": BOOL,
         "seed": INT,
         "device": DEVICE,
         "amp": either(BOOL, choice("auto")),
@@ -561,6 +598,9 @@ SCHEMA = {
              "reject": {"threshold": optional(NONNEG_FLOAT), "false_rejection_rate": FRACTION},
              # Published figures to print beside the measured ones: {metric name: value}.
              "reference": MappingOf(NONNEG_FLOAT),
+             # The dataset the reference was measured on (set by the recipe that gives it): eval
+             # leaves the reference out, with a note, when it scores another dataset.
+             "reference_data": {"root": optional(STR), "source": optional(STR)},
              # Segmentation: more class subsets to report mIoU over (the dataset's own come too).
              "class_sets": MappingOf(list_of(STR))},
     # Experiment loggers (register_loggers): [tensorboard, mlflow] or {mlflow: {tracking_uri: ...}}.
@@ -582,7 +622,7 @@ DEFAULTS = {
                   "layer_decay": None},
     "scheduler": {"name": "cosine", "warmup_epochs": 0, "min_lr": 0, "step_size": 10, "gamma": 0.1, "pct_start": 0.3},
     "train": {
-        "epochs": 10, "seed": 0, "device": "auto", "amp": "auto", "deterministic": False,
+        "epochs": 10, "validate": True, "seed": 0, "device": "auto", "amp": "auto", "deterministic": False,
         "channels_last": True, "compile": False, "sync_bn": False, "grad_clip": None,
         "grad_clip_mode": "norm", "accumulate": 1, "ema": None,
         # auto: the task's main validation metric (val_accuracy, val_mean_accuracy, ...), maximised.
@@ -613,8 +653,10 @@ def _validate(value, schema, path, check_components):
     if isinstance(schema, MappingOf):
         if not isinstance(value, dict):
             raise RecipeError(f"{path}: expected a mapping of names, got {value!r}")
+        # An entry of mappings given as null takes the defaults; null for a value (a reference's
+        # figure) is no entry: nothing to delete it from was inherited.
         return {k: _validate({} if v is None else v, schema.schema, f"{path}.{k}", check_components)
-                for k, v in value.items()}
+                for k, v in value.items() if v is not None or isinstance(schema.schema, dict)}
     return schema(value, path)
 
 
@@ -670,9 +712,24 @@ def _validate_component(value, schema, path, check_components):
     return out
 
 
+def _strip_delete(data):
+    """``_delete_`` markers left where nothing was inherited: the defaults still fill the mapping."""
+    if not isinstance(data, dict):
+        return data
+    return {k: _strip_delete(v) for k, v in data.items() if k != DELETE}
+
+
+def _drop_null_sections(data, schema):
+    """Sections (mappings, components) given as null: absent, so their defaults apply."""
+    if not isinstance(data, dict) or not isinstance(schema, dict):
+        return data
+    return {k: _drop_null_sections(v, schema.get(k)) for k, v in data.items()
+            if not (v is None and isinstance(schema.get(k), (dict, Component, MappingOf)))}
+
+
 def validate(data, check_components=True):
     """Defaults filled in, unknown keys refused by dotted path, numbers coerced, components checked."""
-    recipe = merge(DEFAULTS, data)
+    recipe = merge(DEFAULTS, _drop_null_sections(_strip_delete(data), SCHEMA))
     recipe = _validate(recipe, SCHEMA, "", check_components)
     for dotted in REQUIRED:
         node = recipe

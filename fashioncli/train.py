@@ -19,9 +19,9 @@ from .data.mixing import build_mix
 from .data.dataset import PreparedDataset
 from .data.splits import seeded_subset
 from .devices import check as check_device, resolve_device
-from .errors import CheckpointError, FashionError, OutputError
+from .errors import CheckpointError, DataError, FashionError, OutputError
 from .inference import run_model
-from .io import make_dir, remove_temporaries, write_csv, write_text
+from .io import make_dir, remove_temporaries, write_csv, write_json, write_text
 from .locks import Lock
 from .loggers import Loggers
 from .optim import build_optimizer, build_scheduler, current_lr, set_lr
@@ -84,7 +84,11 @@ class Trainer:
 
         self.train_set = self.images(d["train_split"], build_augment(size, d["augment"]), fraction=d["fraction"])
         check_augment(self.train_set, d["augment"])
-        self.val_split = d["val_split"] if d["val_split"] in self.data.splits else None
+        self.val_split = d["val_split"] if t["validate"] else None
+        if self.val_split and self.val_split not in self.data.splits:
+            raise DataError(f"'{d['root']}' has no '{self.val_split}' split to validate on: prepare it again with "
+                            "--val-fraction above 0 (or set data.val_split), or set train.validate: false "
+                            "to train without validation")
         # Deterministic runs restart workers each epoch, so their augmentation is a function of
         # (seed, epoch) and a resumed run replays it; persistent workers would carry RNG state over.
         self.train_loader = self.train_loader_for(d, t)
@@ -425,6 +429,8 @@ def train(recipe, spec="run", resume=False, progress=True, replace=False):
                         remove_temporaries(folder)  # what a killed run was writing
                     if changes is None:  # a resumed run's recipe changes only once its checkpoint has loaded
                         write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
+                    if trainer.task.class_weights:  # what class_weight: balanced|sqrt gave the losses
+                        write_json(run_dir / "class_weights.json", trainer.task.class_weights)
             if changes is not None:
                 trainer.restore()
                 if dist.is_main():

@@ -217,8 +217,9 @@ def test_imat_tags_splits_fallback_duplicates_and_missing_masks(tmp_path):
         "t2.jpg": (["pants"], "test"),
     }
     reasons = {p["path"].split("src/")[1]: p["reason"] for p in imported.problems}
-    assert set(reasons) == {"train/images/c.jpg", "valid/images/t1.jpg"}
-    assert reasons["train/images/c.jpg"].startswith("no mask: neither train/labels/c.png nor train/clabels/c.png")
+    assert set(reasons) == {"valid/images/t1.jpg"}
+    unused = {p["path"].split("src/")[1]: p["reason"] for p in imported.unused}  # not a problem: not used
+    assert unused["train/images/c.jpg"].startswith("no mask (not used): neither train/labels/c.png nor train/clabels/c.png")
     assert "same bytes as test image 'test/images/t1.jpg'; left out of val" in reasons["valid/images/t1.jpg"]
 
 
@@ -269,7 +270,7 @@ def test_prepare_imat_tags_writes_a_multilabel_dataset(tmp_path):
                       min_pixels=10)
     assert summary["importer"] == "imat-tags" and summary["task"] == "multitask"
     assert summary["splits"] == {"train": 3, "val": 1, "test": 2}
-    assert summary["duplicates_across_splits"] == 0 and summary["problems"] == 2
+    assert summary["duplicates_across_splits"] == 0 and summary["problems"] == 1 and summary["not_used"] == 1
     meta = json.loads((tmp_path / "out/dataset.json").read_text())
     assert meta["heads"]["garments"] == {"type": "multilabel", "classes": ["shirt, blouse", "pants", "shoe"]}
     rows = list(csv.DictReader(open(tmp_path / "out/train.csv")))
@@ -289,7 +290,7 @@ def test_real_imat_fashion_seg_as_tags(tmp_path):
     assert summary["heads"] == {"garments": 46} and summary["duplicates_across_splits"] == 0
     report = json.loads((out / "report.json").read_text())
     reasons = [p["reason"] for p in report["problems"]]
-    assert sum(r.startswith("no mask") for r in reasons) == 47
+    assert len(report["not_used"]) == 47 and not any(r.startswith("no mask") for r in reasons)
     assert sum(r.startswith("same bytes as test image") for r in reasons) == 115
 
     def digests(split):

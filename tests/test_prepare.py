@@ -112,13 +112,16 @@ def test_split_or_class_with_nothing_readable_is_left_out(tmp_path):
     assert report["notes"] == ["class 'green' has no readable images and was left out"]
 
 
-def test_duplicates_across_splits_are_reported(tmp_path):
+def test_copies_across_the_sources_splits_stay_in_test_only(tmp_path):
     src = make_image_folder(tmp_path / "src", per_class=2, size=16, splits=["train", "test"])
     shutil.copy(src / "train" / "red" / "red_0.png", src / "test" / "red" / "copy.png")
     summary = run(src, tmp_path / "out", image_size=16, val_fraction=0)
-    assert summary["duplicates_across_splits"] == 1
-    group = json.loads((tmp_path / "out" / "report.json").read_text())["duplicates"]["across_splits"][0]
-    assert sorted(f["split"] for f in group["files"]) == ["test", "train"]
+    assert summary["duplicates_across_splits"] == 0 and summary["copies_removed_across_splits"] == 1
+    removed = json.loads((tmp_path / "out" / "report.json").read_text())["duplicates"]["removed_across_splits"]
+    assert [(f["split"], Path(f["path"]).name) for f in removed[0]["kept"]] == [("test", "copy.png")]
+    assert [(f["split"], Path(f["path"]).name) for f in removed[0]["dropped"]] == [("train", "red_0.png")]
+    train = (tmp_path / "out" / "train.csv").read_text()
+    assert "red_0.png" not in train and "red_1.png" in train
 
 
 def test_classes_subset(tmp_path):

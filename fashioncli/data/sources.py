@@ -5,7 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..errors import DataError, PluginError
+from ..errors import DataError, PluginError, RecipeError
 from .archives import extract
 from .importing import Imported, normalize_split
 
@@ -71,7 +71,11 @@ def missing_source(source, more=""):
 def run_importer(entry, source, out, args):
     """The importer ``entry`` run on ``source`` with ``args`` -> its checked ``Imported``."""
     # Importers that write files (IDX -> PNG, drawn images) declare an `out` parameter.
-    entry.check_args(args, injected=("source", "out"))
+    try:  # the importer's signature declares its arguments: `fashion plugins NAME` shows them
+        entry.check_args(args, injected=("source", "out"), where="--arg")
+    except RecipeError as exc:
+        text = str(exc).replace("--arg.args.", "--arg ", 1).replace("--arg.args:", "--arg:", 1)
+        raise RecipeError(f"{text}; see `fashion plugins {entry.name}`") from None
     if "out" in inspect.signature(entry.factory).parameters:
         args = {**args, "out": str(out)}
     imported = entry.factory(str(source), **args)

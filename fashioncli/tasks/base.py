@@ -86,6 +86,8 @@ class Task:
     # -- train: an instance per run, from the recipe and the prepared dataset
     def __init__(self, recipe, data):
         self.recipe, self.data = recipe, data
+        # The class weights ``criterion`` used (class_weight: balanced|sqrt), written to the run's class_weights.json.
+        self.class_weights = {}
 
     def model_args(self):
         """Arguments fashion passes to the model factory (class counts, heads)."""
