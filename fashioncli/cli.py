@@ -251,17 +251,31 @@ def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads,
 @click.option("--format", "fmt", default="onnx", show_default=True, help="Exporter: onnx, torchscript, or a plugin's.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Default: RUN/export/model.<ext>.")
 @click.option("--check-images", help="Folder or file of images for the parity check (default: the test split).")
-def export(checkpoint, fmt, out, check_images):
+@click.option("--quantize", type=click.Choice(["int8"]),
+              help="Write an int8 model (static quantization calibrated on the train split; dynamic without one). "
+                   "Default --out: RUN/export/model.int8.onnx.")
+@click.option("--half", is_flag=True, help="Write a float16 model, for GPUs (default --out: RUN/export/model.fp16.onnx).")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.98, show_default=True,
+              help="With --quantize/--half: the share of test-split images whose labels must match the float model's.")
+def export(checkpoint, fmt, out, check_images, quantize, half, min_agreement):
     """Export a CHECKPOINT for deployment, with a parity check against PyTorch.
+
+    With --quantize int8 or --half the reduced-precision file is also checked against the float
+    export: label agreement on the test split (--min-agreement) and the test split's metric (at most
+    1 point lower); both are printed, and a file that falls short is not written.
 
     \b
     Examples:
       fashion export runs/quickstart --format onnx
       fashion export runs/quickstart/checkpoints/best.pt --format torchscript -o model.ts
+      fashion export runs/quickstart --quantize int8
     """
     from .export import export as run
 
-    _echo_json(run(checkpoint, format=fmt, out=out, check_images=check_images))
+    if quantize and half:
+        raise click.UsageError("--quantize and --half are two different files: pass one")
+    _echo_json(run(checkpoint, format=fmt, out=out, check_images=check_images,
+                   precision=quantize or ("fp16" if half else None), min_agreement=min_agreement))
 
 
 @cli.command()
