@@ -14,7 +14,9 @@ from pathlib import Path
 import fashioncli  # before torch, as the `fashion` command does (fashioncli/threads.py)
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
+# ../shared/datasets beside the checkout (or beside the folder of worktrees it sits in)
+DATASETS = next((p / "shared" / "datasets" for p in (ROOT.parent, ROOT.parent.parent)
+                 if (p / "shared" / "datasets").is_dir()), ROOT.parent / "shared" / "datasets")
 SHARED = DATASETS / "clothing-small"
 RECIPE = "efficientnet_lite0_finetune_clothing-small"  # the settings of the real recipe, on the subset
 

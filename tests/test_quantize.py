@@ -63,10 +63,15 @@ def test_a_quantized_file_that_falls_short_is_not_written(classifier, tmp_path):
         export(classifier, "onnx", out=out, precision="int8", min_agreement=1.5)
     assert "falls short of the float export" in str(err.value)
     assert not out.exists() and (tmp_path / "m.failed.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_a_quantized_file_that_loses_too_much_of_the_metric_is_not_written(classifier, tmp_path):
     with pytest.raises(ExportError, match="test accuracy"):  # any loss of accuracy at all is too much
-        export(classifier, "onnx", out=out, precision="int8", min_agreement=0.0, max_metric_drop=-1.0)
+        export(classifier, "onnx", out=tmp_path / "m.onnx", precision="int8", min_agreement=0.0, max_metric_drop=-1.0)
 
 
+@pytest.mark.slow
 def test_half_export_is_float16_inside_with_the_same_inputs_and_outputs(classifier, tmp_path):
     out = tmp_path / "m.fp16.onnx"
     summary = export(classifier, "onnx", out=out, precision="fp16", **LENIENT)
@@ -79,6 +84,7 @@ def test_half_export_is_float16_inside_with_the_same_inputs_and_outputs(classifi
     assert probs.dtype == np.float32 and np.allclose(probs.sum(1), 1, atol=1e-2)
 
 
+@pytest.mark.slow
 def test_without_a_prepared_dataset_int8_is_dynamic_and_the_metric_is_not_compared(tmp_path):
     ckpt = tiny_checkpoint(tmp_path)
     summary = export(ckpt, "onnx", out=tmp_path / "m.onnx", precision="int8", **LENIENT)
@@ -93,7 +99,13 @@ def test_only_a_format_that_converts_can_be_quantized(classifier, tmp_path):
         export(classifier, "torchscript", out=tmp_path / "m.ts", precision="int8")
 
 
-def test_cli_prints_agreement_and_metric_and_refuses_both_options(classifier, tmp_path):
+def test_cli_refuses_quantize_with_half(classifier):
+    result = CliRunner().invoke(cli, ["export", str(classifier), "--quantize", "int8", "--half"])
+    assert result.exit_code == 2 and "--quantize and --half" in result.output
+
+
+@pytest.mark.slow
+def test_cli_prints_agreement_and_metric(classifier, tmp_path):
     out = tmp_path / "m.onnx"
     result = CliRunner().invoke(cli, ["export", str(classifier), "-o", str(out), "--quantize", "int8",
                                       "--min-agreement", "0"])
@@ -103,10 +115,9 @@ def test_cli_prints_agreement_and_metric_and_refuses_both_options(classifier, tm
         assert reduced["min_agreement"] == 0 and "float" in reduced["metric"] and "reduced" in reduced["metric"]
     else:
         assert "test accuracy" in result.output and "label agreement" in result.output
-    result = CliRunner().invoke(cli, ["export", str(classifier), "--quantize", "int8", "--half"])
-    assert result.exit_code == 2 and "--quantize and --half" in result.output
 
 
+@pytest.mark.slow
 def test_multitask_int8_export(run, tmp_path):
     run_dir, _ = run
     summary = export(run_dir, "onnx", out=tmp_path / "mt.onnx", precision="int8", **LENIENT)
@@ -116,6 +127,7 @@ def test_multitask_int8_export(run, tmp_path):
     assert set(outputs) == {"family", "colour", "tags"}
 
 
+@pytest.mark.slow
 def test_prototype_int8_export(tmp_path):
     from fashioncli import create_model
 
@@ -137,6 +149,7 @@ def test_prototype_int8_export(tmp_path):
     assert set(outputs) == {"probabilities", "distance"}
 
 
+@pytest.mark.slow
 def test_segmentation_int8_export(tmp_path):
     from fashioncli import plugins
     from fashioncli.data.dataset import PreparedDataset
