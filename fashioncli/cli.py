@@ -302,20 +302,33 @@ def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads,
 @click.option("--opset", type=click.IntRange(min=7), help="ONNX opset to write (default: the exporter's own).")
 @click.option("--atol", type=click.FloatRange(min=0), default=1e-3, show_default=True,
               help="Parity check: the largest difference from PyTorch's outputs accepted.")
+@click.option("--quantize", type=click.Choice(["int8"]),
+              help="Write an int8 model (static quantization calibrated on the train split; dynamic without one). "
+                   "Default --out: RUN/export/model.int8.onnx.")
+@click.option("--half", is_flag=True, help="Write a float16 model, for GPUs (default --out: RUN/export/model.fp16.onnx).")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.98, show_default=True,
+              help="With --quantize/--half: the share of test-split images whose labels must match the float model's.")
 @click.option("--quiet", "-q", is_flag=True, help=QUIET_HELP)
-def export(checkpoint, fmt, out, check_images, opset, atol, quiet):
+def export(checkpoint, fmt, out, check_images, opset, atol, quantize, half, min_agreement, quiet):
     """Export a CHECKPOINT for deployment, with a parity check against PyTorch.
+
+    With --quantize int8 or --half the reduced-precision file is also checked against the float
+    export: label agreement on the test split (--min-agreement) and the test split's metric (at most
+    1 point lower); both are printed, and a file that falls short is not written.
 
     \b
     Examples:
       fashion export runs/quickstart --format onnx
       fashion export runs/quickstart/checkpoints/best.pt --format torchscript -o model.ts
       fashion export runs/quickstart --opset 17 --atol 1e-2
+      fashion export runs/quickstart --quantize int8
     """
     from .export import export as run
 
+    if quantize and half:
+        raise click.UsageError("--quantize and --half are two different files: pass one")
     _echo_json(run(checkpoint, format=fmt, out=out, check_images=check_images, opset=opset, atol=atol,
-                   progress=not quiet))
+                   precision=quantize or ("fp16" if half else None), min_agreement=min_agreement, progress=not quiet))
 
 
 @cli.command()

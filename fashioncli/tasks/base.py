@@ -238,6 +238,18 @@ class Task:
         """How ``parity``'s agreement reads in export's error message."""
         raise NotImplementedError
 
+    @classmethod
+    def agreement(cls, parity):
+        """The share of images (or pixels) whose labels two models agree on, read from ``parity``: a
+        reduced-precision export (int8, fp16) must keep at least export's --min-agreement of it."""
+        return parity["top1_agreement"]
+
+    @classmethod
+    def headline(cls, summary):
+        """(name, value in [0, 1]) of the metric a `fashion eval` ``summary`` of this task leads with:
+        a reduced-precision export may lose at most export's --max-metric-drop of it."""
+        return "accuracy", summary["metrics"]["accuracy"]
+
 
 def _softmax(outputs):
     return outputs.softmax(1)

@@ -214,3 +214,10 @@ class MultiTask(Task):
         from ..classification.export import agreement_text
 
         return agreement_text(parity)
+
+    @classmethod
+    def headline(cls, summary):
+        metrics = summary["metrics"]
+        if metrics.get("mean_accuracy") is not None:
+            return "mean_accuracy", metrics["mean_accuracy"]
+        return "mean_ap", metrics["mean_ap"]

@@ -134,3 +134,11 @@ class SegmentationTask(Task):
         from .export import agreement_text
 
         return agreement_text(parity)
+
+    @classmethod
+    def agreement(cls, parity):
+        return parity["mask_agreement"]
+
+    @classmethod
+    def headline(cls, summary):
+        return "miou", summary["metrics"]["miou"]
