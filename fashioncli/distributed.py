@@ -13,8 +13,6 @@ on rank 0, whose metrics are sent back so that every rank takes the same early-s
 `fashion predict --devices N` (or under torchrun) joins a gloo group the same way (shards.py).
 """
 import os
-import subprocess
-import sys
 from datetime import timedelta
 
 import torch
@@ -82,11 +80,16 @@ def launch(argv, devices):
         raise FashionError(f"--devices must be 2 or more to launch processes, not {devices}")
     if torch.cuda.is_available() and devices > torch.cuda.device_count():
         raise FashionError(f"--devices {devices}: this machine has {torch.cuda.device_count()} GPUs")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
-           "-m", "fashioncli", *argv]
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
     # torchrun gives each process one thread unless told; on the CPU they share the cores instead.
-    env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // devices)), **os.environ}
-    return subprocess.call(cmd, env=env)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // devices)))
+    try:  # torchrun in this process: torch is imported already, a second interpreter would import it again
+        torchrun(["--standalone", f"--nproc-per-node={devices}", "-m", "fashioncli", *argv])
+    except ChildFailedError:  # torchrun has reported which process failed and how
+        return 1
+    return 0
 
 
 class RankSampler(Sampler):

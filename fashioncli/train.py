@@ -266,7 +266,7 @@ class Trainer:
             loss_sum += loss.detach().float() * n
             batch_right, batch_counted = self.task.correct(outputs, y)
             right, labelled, seen = right + batch_right, labelled + batch_counted, seen + n
-            if step % READ_EVERY == 0 or step == len(self.train_loader):
+            if step % READ_EVERY == 0:
                 total_loss, correct, counted = self.read(finite, loss_sum, right, labelled)
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / max(1, counted):.3f}")
         total_loss, correct, labelled = self.read(finite, loss_sum, right, labelled) if seen else (0.0, 0, 0)
@@ -281,7 +281,7 @@ class Trainer:
         """The running sums as numbers (this waits for the device); a non-finite loss stops the run,
         at most READ_EVERY steps after it, before anything of it is saved."""
         if not finite:
-            raise self.diverged(f"loss became {loss_sum.item()}")  # nan or inf, as the first bad loss was
+            raise self.diverged(f"loss became {loss_sum.item()}")  # nan (or inf)
         return loss_sum.item(), int(right), int(labelled)
 
     def validate(self):
