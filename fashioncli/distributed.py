@@ -146,12 +146,6 @@ def broadcast(obj):
     return box[0]
 
 
-def barrier():
-    """Wait until every rank is here."""
-    if active():
-        dist.barrier()
-
-
 def all_sum(values, device):
     """Sum a list of numbers over the ranks."""
     if not active():

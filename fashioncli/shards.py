@@ -76,10 +76,10 @@ def predict_shard(job):
             done = read_done(shard, job.fmt, layout.columns) if job.resume else set()
             mine = unique(paths[block(len(paths), rank, world)], done, stats)
             seconds = write_rows(job, engine, layout, tta, mine, shard, stats, progress=dist.is_main())
+        # Every rank gets here with its shard complete and closed: then the merge may read them all.
         counts = dist.all_sum([stats["rows"], stats["errors"], stats["skipped"], seconds], "cpu")
         stats = {"rows": int(counts[0]), "errors": int(counts[1]), "duplicates": listed["duplicates"],
                  "skipped": int(counts[2])}
-        dist.barrier()  # every shard is complete
         if dist.is_main():
             merge(job.out, job.fmt, layout.columns, paths, world)
         result = summary(job, engine, layout, stats, counts[3] / world)
