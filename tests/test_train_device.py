@@ -35,11 +35,24 @@ def trainer_for(tiny_prepared, tmp_path, **overrides):
 
 
 def test_a_training_step_reads_nothing_from_the_device(tiny_prepared, tmp_path, monkeypatch):
+    """With data.gpu_augment, so one Trainer also shows augmentation moved from the loader to the batch."""
     monkeypatch.setattr(training, "READ_EVERY", 2)
-    # No augmentation: its random draws read small CPU tensors, which a GPU step does not wait for.
-    trainer = trainer_for(tiny_prepared, tmp_path, data__augment={"hflip": False, "scale": None})
-    state, reads = {"step": None}, []
+    trainer = trainer_for(tiny_prepared, tmp_path, data__gpu_augment=True)
+    dataset = trainer.train_set.dataset if hasattr(trainer.train_set, "dataset") else trainer.train_set
+    assert dataset.transform is None and trainer.batch_augment.transform is not None
+    state, reads, augmented = {"step": None}, [], []
     trainer.train_loader = CountedLoader(trainer.train_loader, state)
+    batch_augment = trainer.batch_augment
+
+    def augment(x, y):  # its random draws read small CPU tensors, which a GPU step does not wait for
+        step, state["step"] = state["step"], None
+        augmented.append(x.device)
+        try:
+            return batch_augment(x, y)
+        finally:
+            state["step"] = step
+
+    trainer.batch_augment = augment
     for name in READS:
         original = getattr(torch.Tensor, name)
 
@@ -54,6 +67,7 @@ def test_a_training_step_reads_nothing_from_the_device(tiny_prepared, tmp_path, 
     assert steps == 4  # 36 images in batches of 8, the partial last batch dropped
     assert set(reads) <= {2, 4, "end"} and 2 in reads, reads  # every READ_EVERY steps, not every step
     assert row["train_loss"] > 0 and 0 <= row["train_accuracy"] <= 1
+    assert augmented == [trainer.device] * steps  # each batch augmented where the model runs
 
 
 def test_batch_augment_draws_per_image_and_keeps_targets_aligned():
@@ -79,26 +93,12 @@ def test_batch_augment_draws_per_image_and_keeps_targets_aligned():
         assert (x[i][:, labelled] == 100 + 10 * i).all()  # the image under the mask is image i
 
 
-def test_gpu_augment_moves_augmentation_from_the_loader_to_the_batch(tiny_prepared, tmp_path):
-    trainer = trainer_for(tiny_prepared, tmp_path, data__gpu_augment=True)
-    dataset = trainer.train_set.dataset if hasattr(trainer.train_set, "dataset") else trainer.train_set
-    assert dataset.transform is None and trainer.batch_augment.transform is not None
-    calls = []
-    batch_augment = trainer.batch_augment
-    trainer.batch_augment = lambda x, y: calls.append(x.device) or batch_augment(x, y)
-    trainer.train_epoch()
-    assert calls == [trainer.device] * len(trainer.train_loader)
-
-    plain = trainer_for(tiny_prepared, tmp_path)  # the default: per image in the loader
-    plain_set = plain.train_set.dataset if hasattr(plain.train_set, "dataset") else plain.train_set
-    assert plain.batch_augment is None and plain_set.transform is not None
-
-
 @pytest.mark.parametrize("bf16, want", [(True, torch.bfloat16), (False, torch.float16)])
 def test_amp_defaults_to_bf16_on_cuda_and_off_on_cpu(monkeypatch, bf16, want):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
     recipe = load_recipe("quickstart")
     assert recipe["train"]["amp"] == "auto" and recipe["train"]["channels_last"] is True
+    assert recipe["data"]["gpu_augment"] is False  # augmentation in the loader's workers unless asked
     assert training.amp_dtype("auto", torch.device("cuda")) is want
     assert training.amp_dtype("auto", torch.device("cpu")) is None
     assert training.amp_dtype(True, torch.device("cpu")) is torch.bfloat16
