@@ -269,8 +269,12 @@ def eval_cmd(model, data, split, out, batch_size, topk, device, tta, trust_torch
                    "OUT_overlays/ beside --out, e.g. preds_masks/ for preds.csv).")
 @click.option("--trust-torchscript", is_flag=True,
               help="Allow a TorchScript MODEL (.torchscript, .ts): it is a program, and loading it runs its code.")
-def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads, device, tta, hierarchy, overlay,
-            save_dir, trust_torchscript):
+@click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes, each predicting its share of INPUTS into a shard of OUT (one GPU each, or CPU "
+                   "processes sharing the cores); the shards are merged into OUT in input order.")
+@click.pass_context
+def predict(ctx, model, inputs, out, fmt, topk, batch_size, resume, workers, threads, device, tta, hierarchy, overlay,
+            save_dir, trust_torchscript, devices):
     """Predict labels for images with MODEL (checkpoint, run directory, exported .onnx, or a TorchScript
     export with --trust-torchscript).
 
@@ -279,19 +283,45 @@ def predict(model, inputs, out, fmt, topk, batch_size, resume, workers, threads,
     A segmentation model writes <OUT stem>_masks/<name>.png beside OUT (a palette PNG: the class
     index per pixel at the image's size, shown in the class colours), <OUT stem>_overlays/<name>.jpg,
     and a row per image with each class's area.
+    Several processes: --devices N, or launch `fashion predict` under torchrun (several nodes too).
 
     \b
     Examples:
       fashion predict runs/quickstart photos/ -o preds.csv
       fashion predict model.onnx 'shop/**/*.jpg' -o preds.jsonl --topk 3
       fashion predict runs/report001_unet_miou_cpu photos/ -o preds.csv --save-dir preds/
+      fashion predict runs/quickstart photos/ -o preds.csv --devices 4 --resume
     """
     from .predict import predict as run
     from .tta import parse
 
-    _echo_json(run(model, list(inputs), out, topk=topk, batch_size=batch_size, fmt=fmt, resume=resume,
-                   num_workers=workers, device=device, threads=threads, tta=parse(tta) if tta else None,
-                   hierarchy=hierarchy, overlay=overlay, trust_torchscript=trust_torchscript, save_dir=save_dir))
+    if devices > 1 and "WORLD_SIZE" not in os.environ:
+        from .distributed import launch
+
+        sys.exit(launch(_relaunch_argv(ctx, skip=("devices",)), devices))
+    summary = run(model, list(inputs), out, topk=topk, batch_size=batch_size, fmt=fmt, resume=resume,
+                  num_workers=workers, device=device, threads=threads, tta=parse(tta) if tta else None,
+                  hierarchy=hierarchy, overlay=overlay, trust_torchscript=trust_torchscript, save_dir=save_dir)
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary, not one per process
+        _echo_json(summary)
+
+
+def _relaunch_argv(ctx, skip=()):
+    """The command line that reruns this command with the options given (those in ``skip`` left out)."""
+    options, arguments = [], []
+    for param in ctx.command.params:
+        value = ctx.params[param.name]
+        if param.name in skip or (isinstance(param, click.Option) and value == param.get_default(ctx)):
+            continue
+        if isinstance(param, click.Argument):
+            arguments += list(value) if param.nargs != 1 else [value]
+        elif param.is_flag and param.secondary_opts:  # --x/--no-x
+            options.append(param.opts[0] if value else param.secondary_opts[0])
+        elif param.is_flag:
+            options += [param.opts[0]] if value else []
+        elif value is not None:
+            options += [f"{param.opts[0]}={v}" for v in (value if param.multiple else [value])]
+    return [ctx.command.name, *options, "--", *arguments]
 
 
 @cli.command()

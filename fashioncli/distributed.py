@@ -10,10 +10,9 @@ A recipe's data.batch_size is the global batch: every rank takes its slice of ea
 SyncBatchNorm (train.sync_bn) they compute the same updates up to floating-point order. Only
 rank 0 writes files and shows progress; validation runs on every rank's share and is gathered
 on rank 0, whose metrics are sent back so that every rank takes the same early-stopping decision.
+`fashion predict --devices N` (or under torchrun) joins a gloo group the same way (shards.py).
 """
 import os
-import subprocess
-import sys
 from datetime import timedelta
 
 import torch
@@ -37,12 +36,27 @@ def is_main():
 
 
 def active():
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    # A one-process torchrun job is distributed too (DDP on one GPU): it checks the launch path.
+    return dist.is_available() and dist.is_initialized()
 
 
-def setup(device_setting):
-    """Join the process group when launched by torchrun -> this process's device (or None: not distributed)."""
-    if world_size() <= 1:
+def launched():
+    """Whether torchrun (or `--devices N`) started this process as a rank of a job."""
+    return world_size() > 1 or ("WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ)
+
+
+def cpu_share():
+    """This process's share of the cores it may run on, when the job's processes on this machine
+    (torchrun's LOCAL_WORLD_SIZE) split them: its torch threads on the CPU."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def setup(device_setting, backend=None, timeout=timedelta(minutes=30)):
+    """Join the process group when launched by torchrun -> this process's device (or None: not distributed).
+
+    ``backend`` None: NCCL on GPUs, gloo on CPU."""
+    if not launched():
         return None
     local = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device_setting in ("auto", "cuda") or str(device_setting).startswith("cuda")
@@ -52,7 +66,7 @@ def setup(device_setting):
     else:
         device = torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=30))
+        dist.init_process_group(backend or ("nccl" if device.type == "cuda" else "gloo"), timeout=timeout)
     return device
 
 
@@ -85,13 +99,19 @@ def launch(argv, devices, device="auto"):
     check_device(device, several=True)
     if torch.cuda.is_available() and devices > torch.cuda.device_count():
         raise FashionError(f"--devices {devices}: this machine has {torch.cuda.device_count()} GPUs")
-    env = None
-    if gpu_ids(device):
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": device}
-        argv = [*argv, "--set=train.device=cuda"]  # renumbered from 0 in the processes
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
-           "-m", "fashioncli", *argv]
-    return subprocess.call(cmd, env=env)
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    if gpu_ids(device):  # the processes see only these GPUs, renumbered from 0
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
+        argv = [*argv, "--set=train.device=cuda"]
+    # torchrun gives each process one thread unless told; on the CPU they share the cores instead.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // devices)))
+    try:  # torchrun in this process: torch is imported already, a second interpreter would import it again
+        torchrun(["--standalone", f"--nproc-per-node={devices}", "-m", "fashioncli", *argv])
+    except ChildFailedError:  # torchrun has reported which process failed and how
+        return 1
+    return 0
 
 
 class RankSampler(Sampler):

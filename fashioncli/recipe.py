@@ -532,6 +532,8 @@ SCHEMA = {
             "test_fraction": NONNEG_FLOAT, "seed": INT, "classes": either(list_of(STR), STR),
             "other_classes": choice("background", "ignore"), "near_duplicates": BOOL, "args": ANY,
         },
+        # Augment whole batches on the training device instead of per image in the loader's workers.
+        "gpu_augment": BOOL,
         "augment": {
             "hflip": BOOL,
             "scale": optional(list_of(POS_FLOAT, 2)),
@@ -612,7 +614,7 @@ SCHEMA = {
 DEFAULTS = {
     "task": "classification",
     "data": {
-        "image_size": 160, "batch_size": 32, "num_workers": None,
+        "image_size": 160, "batch_size": 32, "num_workers": None, "gpu_augment": False,
         "train_split": "train", "val_split": "val", "test_split": "test", "classes": None, "fraction": 1.0,
         "augment": {"hflip": True, "scale": [0.6, 1.0], "ratio": [0.75, 1.3333], "rotate": 0, "color_jitter": 0,
                     "randaugment": None, "trivialaugment": False, "mixup": 0, "cutmix": 0, "mix_prob": 1.0},

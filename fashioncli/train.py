@@ -14,7 +14,7 @@ from tqdm import tqdm
 from . import distributed as dist
 from . import recipe as recipes
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data.loaders import build_augment, check_augment, make_loader
+from .data.loaders import BatchAugment, build_augment, check_augment, make_loader
 from .data.mixing import build_mix
 from .data.dataset import PreparedDataset
 from .data.splits import seeded_subset
@@ -33,6 +33,10 @@ from .resume import check as resume_changes
 from .resume import record as record_resume
 from .runs import claim, run_directory
 from .tasks import make_task
+
+# Training steps between reads of the running loss and accuracy: each read waits for the device to
+# finish its queue, so reading every step would keep a GPU idle while the next batch is prepared.
+READ_EVERY = 25
 
 
 def seed_everything(seed, deterministic=False):
@@ -82,7 +86,10 @@ class Trainer:
         self.preprocessing = model_preprocessing(entry, {**self.task.model_args(), **m["args"]})
         check_image_size(self.preprocessing, size, m["name"])
 
-        self.train_set = self.images(d["train_split"], build_augment(size, d["augment"]), fraction=d["fraction"])
+        augment = build_augment(size, d["augment"])
+        # data.gpu_augment: the loader hands over plain images, augmented as a batch on the device.
+        self.batch_augment = BatchAugment(augment, masks=self.task.spatial_targets) if d["gpu_augment"] else None
+        self.train_set = self.images(d["train_split"], None if d["gpu_augment"] else augment, fraction=d["fraction"])
         check_augment(self.train_set, d["augment"])
         self.val_split = d["val_split"] if t["validate"] else None
         if self.val_split and self.val_split not in self.data.splits:
@@ -250,7 +257,7 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext()
 
     def inputs(self, x):
-        x = x.to(self.device, non_blocking=True)
+        x = x.to(self.device, non_blocking=True)  # nothing to do for a batch already there
         pre = self.preprocessing
         return normalize(x, pre.mean, pre.std).contiguous(memory_format=self.memory_format)
 
@@ -263,31 +270,39 @@ class Trainer:
         # Reseeding per epoch makes the data order a function of (seed, epoch): resume replays it.
         self.train_loader.generator.manual_seed(self.recipe["train"]["seed"] * 1000 + self.epoch)
         accumulate, batches = self.recipe["train"]["accumulate"], len(self.train_loader)
-        total_loss, correct, labelled, seen, start = 0.0, 0, 0, 0, time.perf_counter()
+        # Sums stay on the device, read every READ_EVERY steps: a step never waits for the device.
+        loss_sum = torch.zeros((), device=self.device)
+        right = labelled = torch.zeros((), dtype=torch.int64, device=self.device)
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        seen, start = 0, time.perf_counter()
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{self.recipe['train']['epochs']}",
                    disable=not self.progress, leave=False, dynamic_ncols=True)
         self.optimizer.zero_grad(set_to_none=True)
-        for i, (x, y) in enumerate(bar):
-            y = to_device(y, self.device)
+        for step, (x, y) in enumerate(bar, start=1):
+            x, y = x.to(self.device, non_blocking=True), to_device(y, self.device)
+            if self.batch_augment is not None:
+                x, y = self.batch_augment(x, y)
             inputs, targets = self.inputs(x), y
             if self.mix is not None:
                 inputs, targets = self.mix(inputs, y)  # y stays the hard labels, for the accuracy shown
             # The micro-batches of one optimizer step: the last step of an epoch may have fewer.
-            first = i - i % accumulate
-            group, stepping = min(accumulate, batches - first), i + 1 == min(first + accumulate, batches)
+            first = (step - 1) - (step - 1) % accumulate
+            group, stepping = min(accumulate, batches - first), step == min(first + accumulate, batches)
             with self.no_sync(stepping), self.autocast():
                 outputs = self.forward(inputs)
                 loss = self.criterion(outputs, targets)
-            if not torch.isfinite(loss):
-                raise self.diverged(f"loss became {loss.item()}")
+            finite &= torch.isfinite(loss.detach())
             self.scaler.scale(loss / group).backward()
             if stepping:
                 self.step()
             n = x.shape[0]
-            total_loss += loss.item() * n
-            right, counted = self.task.correct(outputs, y)
-            correct, labelled, seen = correct + right, labelled + counted, seen + n
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / max(1, labelled):.3f}")
+            loss_sum += loss.detach().float() * n
+            batch_right, batch_counted = self.task.correct(outputs, y)
+            right, labelled, seen = right + batch_right, labelled + batch_counted, seen + n
+            if step % READ_EVERY == 0:
+                total_loss, correct, counted = self.read(finite, loss_sum, right, labelled)
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / max(1, counted):.3f}")
+        total_loss, correct, labelled = self.read(finite, loss_sum, right, labelled) if seen else (0.0, 0, 0)
         elapsed = time.perf_counter() - start
         total_loss, correct, labelled, seen = dist.all_sum([total_loss, correct, labelled, seen], self.device)
         # A model without single-label outputs (multilabel heads only) has no accuracy to show.
@@ -314,6 +329,13 @@ class Trainer:
         self.steps += 1
         if self.ema:
             self.ema.update(self.model, step=self.steps)
+
+    def read(self, finite, loss_sum, right, labelled):
+        """The running sums as numbers (this waits for the device); a non-finite loss stops the run,
+        at most READ_EVERY steps after it, before anything of it is saved."""
+        if not finite:
+            raise self.diverged(f"loss became {loss_sum.item()}")  # nan (or inf)
+        return loss_sum.item(), int(right), int(labelled)
 
     def validate(self):
         if self.val_loader is None:

@@ -59,6 +59,24 @@ def check_augment(dataset, augment):
                           f"remove it for this task)") from None
 
 
+class BatchAugment:
+    """``build_augment``'s transforms on a whole batch where it is (data.gpu_augment: on the GPU, when
+    the loader's CPU workers cannot keep it fed): each image draws its own parameters, as in the
+    loader, and a mask target (``masks``) moves with its image."""
+
+    def __init__(self, transform, masks=False):
+        self.transform, self.masks = transform, masks
+
+    def __call__(self, images, targets):
+        """uint8 N x C x H x W images (any device) and their targets -> the augmented batch."""
+        if self.transform is None:
+            return images, targets
+        if not self.masks:
+            return torch.stack([self.transform(x) for x in images]), targets
+        pairs = [self.transform(x, tv_tensors.Mask(m)) for x, m in zip(images, targets)]
+        return torch.stack([x for x, _ in pairs]), torch.stack([m.as_subclass(torch.Tensor) for _, m in pairs])
+
+
 class CachedImages(Dataset):
     """Rows of a decoded-once uint8 cache (N,H,W,3) with targets; no JPEG decode per epoch.
 

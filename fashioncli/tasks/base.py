@@ -106,6 +106,9 @@ class Task:
         """The split's targets, row for row with its cached images."""
         raise NotImplementedError
 
+    # Whether a target is an image of its own (a mask) that moves with the image under augmentation.
+    spatial_targets = False
+
     def dataset(self, images, targets, transform=None):
         """The torch dataset pairing cached images with targets."""
         from ..data.loaders import CachedImages
@@ -117,7 +120,9 @@ class Task:
         raise NotImplementedError
 
     def correct(self, outputs, targets):
-        """(right, counted) of a training batch, for the progress bar."""
+        """(right, counted) of a training batch, for the progress bar: tensors on the device (or numbers).
+        Training sums them and reads them every few steps, so returning tensors keeps the step from
+        waiting on the device."""
         raise NotImplementedError
 
     def reduce(self, outputs, targets):

@@ -72,7 +72,7 @@ class ClassificationTask(Task):
         return args
 
     def correct(self, outputs, targets):
-        return (logits_of(outputs).argmax(1) == targets).sum().item(), targets.numel()
+        return (logits_of(outputs).argmax(1) == targets).sum(), targets.numel()
 
     def validate(self, outputs, targets):
         import torch

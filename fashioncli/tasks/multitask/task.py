@@ -96,8 +96,8 @@ class MultiTask(Task):
             if head.type == "categorical":
                 t = targets[name]
                 keep = present(head, t)
-                right += (outputs[name].argmax(1)[keep] == t[keep]).sum().item()
-                counted += int(keep.sum())
+                right = right + ((outputs[name].argmax(1) == t) & keep).sum()  # no boolean indexing: no sync
+                counted = counted + keep.sum()
         return right, counted
 
     def validate(self, outputs, targets):
