@@ -529,3 +529,36 @@ def runs_compare(ctx, names, runs_dir, as_json):
     if as_json or ctx.parent.params["as_json"]:
         return _echo_json(result)
     click.echo(compare_table(result))
+
+
+@cli.command()
+@click.argument("report")
+@click.option("--scale", type=click.Choice(["cpu", "full"]), default="cpu", show_default=True,
+              help="Each row's CPU-sized recipe, or the report's full settings (a GPU).")
+@click.option("--only", metavar="PATTERN", help="Only the rows whose name or recipe matches (glob; comma-separated).")
+@click.option("--dry-run", is_flag=True, help="Print the plan with estimated times; run nothing.")
+@click.option("--devices", type=int, default=1, show_default=True, help="Processes for data-parallel training of each row.")
+@click.option("--replace", is_flag=True, help="Train again the rows whose run was made from another recipe.")
+@click.option("--out", default="reproductions", show_default=True, type=click.Path(file_okay=False),
+              help="Where reproductions/REPORT/ (runs, table.md, table.json, table.png) goes.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def reproduce(report, scale, only, dry_run, devices, replace, out, quiet):
+    """Run a REPORT's results table (000 ... 004, or a manifest YAML) and write it beside the
+    report's own figures: OUT/REPORT/table.md, table.json and table.png.
+
+    Rows that finished with the same recipe are skipped; an interrupted one resumes.
+
+    \b
+    Examples:
+      fashion reproduce 001 --scale cpu --dry-run
+      fashion reproduce 000
+      fashion reproduce 001 --only 'UNet*'
+      fashion reproduce my-report/manifest.yaml
+    """
+    from .reproduce import reproduce as run
+
+    result = run(report, scale=scale, only=only, dry_run=dry_run, devices=devices, replace=replace, root=out,
+                 progress=not quiet, log=lambda line: click.echo(line, err=True))
+    if dry_run:
+        click.echo(result.pop("plan"), err=True)
+    _echo_json(result)
