@@ -13,6 +13,7 @@ setup(
     packages=[
         "fashioncli",
         "fashioncli.data",
+        "fashioncli.reproduce",
         "fashioncli.tasks",
         "fashioncli.tasks.classification",
         "fashioncli.tasks.prototype",
@@ -28,7 +29,7 @@ setup(
         "fashion_recipes",
     ],
     package_dir={"fashion_plugins": "plugins", "fashion_recipes": "recipes"},
-    package_data={"fashion_recipes": ["*.yaml", "_base/*.yaml"]},
+    package_data={"fashion_recipes": ["*.yaml", "_base/*.yaml", "reproduce/*.yaml"]},
     install_requires=[
         "click>=8.1",
         "torch>=2.1",
@@ -38,6 +39,7 @@ setup(
         "pyyaml>=6",
         "tqdm>=4.60",
         "opencv-python-headless>=4.8",
+        "pillow>=9.1",  # palette (mode P) masks read and written index-exact; image headers, EXIF orientation
         "numpy>=1.24",
         "torchmetrics>=1.0",
         "onnx>=1.15",

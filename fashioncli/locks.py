@@ -5,8 +5,6 @@ The kernel drops it when its process ends, however it ends, so a lock left by a 
 simply taken over. The file records who holds it (pid, host, since when) for the refusal message.
 """
 import errno
-import functools
-import inspect
 import json
 import os
 import socket
@@ -94,21 +92,6 @@ class Lock:
 
     def __exit__(self, *exc):
         self.release()
-
-
-def holding(argument):
-    """Decorator: the call holds a Lock on the path its ``argument`` names while it runs."""
-    def decorate(function):
-        signature = inspect.signature(function)
-
-        @functools.wraps(function)
-        def locked(*args, **kwargs):
-            call = signature.bind(*args, **kwargs)
-            call.apply_defaults()
-            with Lock(call.arguments[argument]):
-                return function(*args, **kwargs)
-        return locked
-    return decorate
 
 
 def _same_file(fd, path):

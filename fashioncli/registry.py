@@ -1,7 +1,7 @@
 """Named factories per component kind, filled by plugins through the register hooks."""
 import inspect
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Annotated, Callable, get_args, get_origin
 
 from .errors import PluginError, RecipeError, UnknownNameError, did_you_mean
 from .preprocessing import check_declared
@@ -19,6 +19,25 @@ class Entry:
     kind: str
     description: str = ""
     extra: dict = field(default_factory=dict)
+
+    def arguments(self, injected=()):
+        """[{"name", "default", "meaning"}] of the factory's parameters (``default`` absent: required).
+
+        The signature is the one declaration of a component's arguments: a parameter's meaning is
+        the text of its ``Annotated`` type (``image_col: Annotated[str, "the column of image paths"]
+        = None``, as Typer and FastAPI declare options); ``check_args`` validates against it too."""
+        out = []
+        try:  # a module with `from __future__ import annotations` keeps them as text
+            params = inspect.signature(self.factory, eval_str=True).parameters
+        except Exception:  # an annotation naming what its module cannot resolve: no meanings, still the names
+            params = inspect.signature(self.factory).parameters
+        for name, p in params.items():
+            if name in injected or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            meta = get_args(p.annotation)[1:] if get_origin(p.annotation) is Annotated else ()
+            out.append({"name": name, **({} if p.default is p.empty else {"default": p.default}),
+                        "meaning": " ".join(str(m) for m in meta)})
+        return out
 
     def check_args(self, args, injected=(), where=None, key="args"):
         """Fail before any work if ``args`` (at ``where``.``key``, or right under ``where`` when ``key``

@@ -81,6 +81,10 @@ def test_guide_dataset_example_imports_a_folder(tmp_path):
     module = load(sections()["register_datasets"][0], "guide-flat")
     imported = module.flat_folder(str(tmp_path), label="coat")
     assert imported.classes == ["coat"] and len(imported.samples) == 2
+    from fashioncli.registry import Entry
+
+    assert Entry("flat-folder", module.flat_folder, "guide", "datasets").arguments(("source",)) == [
+        {"name": "label", "default": "garment", "meaning": "the one class every image gets"}]
 
 
 def test_guide_logger_example_logs_a_run(tiny_prepared, tmp_path):

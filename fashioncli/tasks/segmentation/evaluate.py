@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ...data.loaders import make_loader
+from ...progress import bar
 from ...errors import DataError
 from ...data.masks import read_index_mask, resize_mask
 from ...io import write_csv, write_json
@@ -74,7 +75,7 @@ def evaluate_segmentation(model, meta, root, split, out, options):
     samples = []
     model.eval()
     with torch.inference_mode():
-        for x, index in loader:
+        for x, index in bar(loader, options.progress, enabled=options.progress is not None):
             logits = segment_logits(model, normalize(x.to(device), pre["mean"], pre["std"]), tta)
             for j, i in enumerate(index.tolist()):
                 mask = read_index_mask(rows[i]["mask"])
@@ -92,15 +93,14 @@ def evaluate_segmentation(model, meta, root, split, out, options):
                [[c, *row] for c, row in zip(classes, conf.tolist())])
     write_json(out / "class_sets.json", report["class_sets"])  # each set's classes and per-class IoU
     grid_png(out / "grid.png", samples, colours_of(meta), classes)
-    metrics = {k: v for k, v in report.items() if k not in ("per_class", "class_sets")}
+    metrics = {k: v for k, v in report.items() if k not in ("per_class", "class_sets", "miou_averages")}
     metrics.update({f"miou_{name}": entry["miou"] for name, entry in report["class_sets"].items()})
     summary = {"data": str(root), "split": split, "num_samples": len(rows), "num_classes": len(classes),
                "metrics": metrics, "class_sets": {n: len(e["classes"]) for n, e in report["class_sets"].items()},
+               # each mIoU's class count, and the classes without pixels in truth or prediction
+               "miou_averages": report["miou_averages"],
                "out": str(out),
                "files": ["summary.json", "per_class.csv", "class_sets.json", "confusion_matrix.csv", "grid.png"]}
-    reference = (meta.get("recipe") or {}).get("eval", {}).get("reference") or {}
-    if reference:
-        summary["reference"] = {k: {"measured": metrics.get(k), "report": v} for k, v in reference.items()}
     write_json(out / "summary.json", summary)
     return summary
 
