@@ -54,7 +54,7 @@ setup(
     extras_require={
         # Experiment tracking (recipe key `log`): training runs without them.
         "track": TRACK,
-        "test": ["pytest>=7", "hypothesis>=6", *TRACK],
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", *TRACK],
     },
     entry_points={"console_scripts": ["fashion = fashioncli.cli:cli"]},
 )
