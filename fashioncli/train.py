@@ -86,11 +86,11 @@ class Trainer:
         self.preprocessing = model_preprocessing(entry, {**self.task.model_args(), **m["args"]})
         check_image_size(self.preprocessing, size, m["name"])
 
+        check_augment(self.task, d["augment"])
         augment = build_augment(size, d["augment"])
         # data.gpu_augment: the loader hands over plain images, augmented as a batch on the device.
         self.batch_augment = BatchAugment(augment, masks=self.task.spatial_targets) if d["gpu_augment"] else None
         self.train_set = self.images(d["train_split"], None if d["gpu_augment"] else augment, fraction=d["fraction"])
-        check_augment(self.train_set, d["augment"])
         self.val_split = d["val_split"] if t["validate"] else None
         if self.val_split and self.val_split not in self.data.splits:
             raise DataError(f"'{d['root']}' has no '{self.val_split}' split to validate on: prepare it again with "
