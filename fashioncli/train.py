@@ -20,7 +20,7 @@ from .inference import run_model
 from .io import make_dir, remove_temporaries, write_csv, write_text
 from .locks import Lock
 from .optim import build_optimizer, build_scheduler
-from .plots import plot_curves
+from .plots import plot_curves, save_image_grid
 from .plugins import get
 from .data.preprocess import normalize
 from .preprocessing import check_image_size, model_preprocessing
@@ -116,6 +116,7 @@ class Trainer:
         self.amp = amp_dtype(t["amp"], self.device)
         self.scaler = torch.amp.GradScaler(enabled=self.amp is torch.float16)
         self.epoch, self.best, self.stale, self.history = 0, None, 0, []
+        self.lr_steps = []  # (step, epoch, lr) per optimizer step: lr.csv, the curves' lr panel
 
     def train_loader_for(self, d, t):
         """Shuffled batches; with N processes each takes its slice of every global batch of
@@ -192,7 +193,7 @@ class Trainer:
                 self.run_dir / "checkpoints" / f"{name}.pt", self.model, self.meta(metrics),
                 optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                 scaler=self.scaler.state_dict(), epoch=self.epoch, best=self.best, stale=self.stale,
-                history=self.history, torch_rng=torch.get_rng_state(), stage=self.stage,
+                history=self.history, lr_steps=self.lr_steps, torch_rng=torch.get_rng_state(), stage=self.stage,
             )
         except OutputError as exc:  # e.g. a full disk: the previous file was left as it was
             raise OutputError(f"{exc}; fix that and rerun with --resume to continue from the last checkpoint") from None
@@ -212,6 +213,7 @@ class Trainer:
         self.scaler.load_state_dict(payload["scaler"])
         self.epoch, self.best, self.stale = payload["epoch"], payload["best"], payload["stale"]
         self.history = payload["history"]
+        self.lr_steps = payload.get("lr_steps", [])  # absent from checkpoints of older versions
         torch.set_rng_state(payload["torch_rng"])
 
     # -- loops -------------------------------------------------------------
@@ -243,6 +245,7 @@ class Trainer:
             if not torch.isfinite(loss):
                 raise self.diverged(f"loss became {loss.item()}")
             self.optimizer.zero_grad(set_to_none=True)
+            self.record_lr()
             self.scaler.scale(loss).backward()
             if clip:
                 self.scaler.unscale_(self.optimizer)
@@ -261,6 +264,23 @@ class Trainer:
         accuracy = {"train_accuracy": correct / labelled} if labelled else {}
         return {"train_loss": total_loss / max(1, seen), **accuracy,
                 "train_img_per_s": seen / elapsed if elapsed else 0.0}
+
+    def record_lr(self):
+        """The learning rate this optimizer step uses, at its place in epochs (lr.csv)."""
+        per_epoch = max(1, len(self.train_loader))  # every epoch has as many steps
+        step = len(self.lr_steps)
+        self.lr_steps.append((step + 1, round(self.epoch + step % per_epoch / per_epoch, 6),
+                              self.optimizer.param_groups[0]["lr"]))
+
+    def preview(self, count=16):
+        """train_batch.jpg: ``count`` training images as the model sees them (augmented), with their
+        labels as the task shows them. Drawn on a forked RNG, so the run trains as it would without."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.recipe["train"]["seed"])
+            picked = torch.randperm(len(self.train_set))[:count].tolist()
+            tiles = [self.task.preview_tile(x.permute(1, 2, 0).numpy(), y)
+                     for x, y in (self.train_set[i] for i in picked)]
+        save_image_grid(self.run_dir / "train_batch.jpg", tiles)
 
     def validate(self):
         if self.val_loader is None:
@@ -333,7 +353,9 @@ class Trainer:
     def write_metrics(self):
         keys = list(dict.fromkeys(k for row in self.history for k in row))
         write_csv(self.run_dir / "metrics.csv", keys, [[row.get(k, "") for k in keys] for row in self.history])
-        plot_curves(self.run_dir / "metrics.csv", self.run_dir / "curves.png")
+        write_csv(self.run_dir / "lr.csv", ["step", "epoch", "lr"], self.lr_steps)
+        plot_curves(self.run_dir / "metrics.csv", self.run_dir / "curves.png", self.run_dir / "lr.csv",
+                    panel_of=self.task.curve_panel)
 
     def report(self, row, best):
         parts = [f"epoch {row['epoch']}/{self.recipe['train']['epochs']}"]
@@ -370,6 +392,7 @@ def train(recipe, spec="run", resume=False, progress=True, replace=False):
                         remove_temporaries(folder)  # what a killed run was writing
                     if changes is None:  # a resumed run's recipe changes only once its checkpoint has loaded
                         write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
+                        trainer.preview()
             if changes is not None:
                 trainer.restore()
                 if dist.is_main():
