@@ -108,7 +108,7 @@ def _read_columns(csv_path):
 
 
 # A metric's family by the words in its name: the panels of curves.png when the task names none.
-FAMILIES = (("loss", "loss"), ("iou", "IoU"), ("accuracy", "accuracy"), ("exact_match", "accuracy"),
+FAMILIES = (("loss", "loss"), ("iou", "IoU"), ("miou", "IoU"), ("accuracy", "accuracy"), ("exact_match", "accuracy"),
             ("precision", "precision / recall / F1"), ("recall", "precision / recall / F1"),
             ("f1", "precision / recall / F1"), ("auroc", "AUROC / AP"), ("map", "AUROC / AP"), ("ap", "AUROC / AP"))
 

@@ -42,7 +42,8 @@ def product_subset(source, out, rows=240):
     return out
 
 
-def seg_subset(source, out, per_split={"train": 8, "valid": 3, "test": 6}):
+def seg_subset(source, out, per_split={"train": 10, "test": 6}):
+    """Images with index masks; prepare carves validation out of train (valid/ repeats test images)."""
     for name in ("class_dict.csv", "evaluated_classes.txt", "evaluated_classes_all.txt"):
         link(source / name, out / name)
     for split, count in per_split.items():
