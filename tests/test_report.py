@@ -140,9 +140,9 @@ def test_multitask_report_has_a_section_per_head(multitask):
     page, text = read_page(run / "eval-test" / "report.html")
     assert page.titles == ["Summary", "Heads", "Head: family", "Head: colour", "Head: tags"]
     # the tags head (multi-label): AP bars and a per-label table; categorical heads: matrix and gallery
-    tags = text[text.index("Head: tags"):]
+    tags = text[text.index("<h2>Head: tags"):]
     assert "average precision per label" in tags and "<img" in tags
-    colour = text[text.index("Head: colour"):text.index("Head: tags")]
+    colour = text[text.index("<h2>Head: colour"):text.index("<h2>Head: tags")]
     assert 'class="cm"' in colour and "most confident mistakes" in colour
     # the colour matrix is grouped by the family head's classes: red is warm, green and blue cool
     assert re.search(r'class="group"[^>]*>(cool|warm)<', colour)
@@ -224,7 +224,7 @@ def test_segmentation_report_shows_samples_at_their_size_iou_bars_and_reference(
     ious = re.findall(r"IoU (\d\.\d{3}|n/a)", samples)
     assert len(ious) == len(pictures) // 3
     # the reference figures beside the IoU bars, measured against the recipe's eval.reference
-    figures = text[text.index("IoU per class"):text.index("<h2>Per class")]
+    figures = text[text.index("<h2>IoU per class"):text.index("<h2>Per class")]
     assert "eval.reference" in figures and "<img" in figures
     assert f"{summary['metrics']['miou']:.3f}" in figures and "0.500" in figures and "0.900" in figures
     preview = cv2.imread(str(run / "train_batch.jpg"))
