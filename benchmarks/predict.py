@@ -1,7 +1,12 @@
-"""`fashion predict`'s engines and peak memory, on the benchmark's model (the one classification.py trains).
+"""`fashion predict`'s engines, its distance to the forward-only ceiling per task, its speed on a busy
+machine, int8 against float ONNX, and peak memory, on the benchmark's model (the one classification.py
+trains) or --model.
 
     python benchmarks/predict.py --data ../shared/datasets/clothing-small
     python benchmarks/predict.py --model runs/x --threads 0 1 2 --measures engines
+    python benchmarks/task_models.py --workdir /tmp/m   # small multi-task and segmentation models
+    python benchmarks/predict.py --model runs/x --measures ceiling busy int8 \
+        --task-model multitask=/tmp/m/runs/multitask segmentation=/tmp/m/runs/segmentation
 
 Prints a markdown table per measure:
   engines  img/s of `fashion predict model.onnx` (onnxruntime) vs `fashion predict CHECKPOINT` (PyTorch)
@@ -13,6 +18,16 @@ Prints a markdown table per measure:
            max RSS of its largest process (getrusage(RUSAGE_CHILDREN) of a small launcher once the
            command has exited: what /usr/bin/time -v reports) and, on Linux, the peak of the summed
            PSS of the command's whole process tree (DataLoader workers included), sampled every 0.2 s
+  ceiling  img/s of `fashion predict CHECKPOINT` (decode, resize, batch, rows and the task's files) vs a
+           forward-only loop (the same checkpoint's model, normalised and in its memory format as the
+           engine runs it, on the same images already decoded and batched in memory: no decode, no
+           output), per task: --model (classification) and each --task-model, on images of its
+           own data (clothing-small, fashion-product-small, imat-fashion-seg test); median of --repeats
+  busy     img/s of `fashion predict` (checkpoint and .onnx) idle vs while one competing CPU-bound
+           process runs (a Python busy loop, pinned to no core, started by this script); median
+  int8     img/s of `fashion predict` on the float .onnx vs the int8 one (`fashion export --quantize
+           int8`, calibrated on the model's train split), with the test-split metric of both as the
+           export's check reports it (the model's recipe's data.root, relative to the current folder)
 Without --model, the model is trained first exactly as classification.py trains it (about 1 minute).
 """
 import json
@@ -27,12 +42,20 @@ import common
 
 MEMORY_DATA = common.DATASETS / "fashion-product-small" / "images"
 ENGINES = ("onnx", "checkpoint")
+# Where each task's ceiling measure finds its images.
+TASK_IMAGES = {"multitask": common.DATASETS / "fashion-product-small" / "images",
+               "segmentation": common.DATASETS / "imat-fashion-seg" / "test" / "images"}
+MEASURES = ("engines", "memory", "ceiling", "busy", "int8")
 
 
 def parse():
     p = common.parser(__doc__)
     p.add_argument("--model", help="run directory or .pt checkpoint to use (default: train the benchmark's model)")
-    p.add_argument("--measures", nargs="+", choices=("engines", "memory"), default=["engines", "memory"])
+    p.add_argument("--measures", nargs="+", choices=MEASURES, default=["engines", "memory"])
+    p.add_argument("--task-model", nargs="+", default=[], metavar="TASK=RUN",
+                   help="more models for the ceiling measure: multitask=RUN, segmentation=RUN")
+    p.add_argument("--segmentation-images", type=int, default=400,
+                   help="images for a segmentation model's ceiling measure (default: %(default)s)")
     p.add_argument("--threads", nargs="+", type=int, default=[0], metavar="N",
                    help="intra-op threads for both engines, a table row each; 0 = the libraries' defaults. "
                         "The memory runs use the first (default: 0)")
@@ -68,6 +91,104 @@ def engines(model, onnx, files, args, work):
         rows.append((setting, ort, pt, ort / pt))
     torch.set_num_threads(default)
     return rows
+
+
+def forward_only(model_path, files, batch_size):
+    """The ceiling: the checkpoint's model over ``files`` decoded and batched in memory beforehand,
+    normalised and in its recipe's memory format, as the checkpoint engine runs it -> a timed function."""
+    import torch
+
+    from fashioncli.checkpoint import load_model
+    from fashioncli.data.preprocess import normalize
+    from fashioncli.engines import decode
+
+    model, meta = load_model(model_path)
+    model.eval()
+    train = (meta.get("recipe") or {}).get("train") or {}
+    layout = torch.channels_last if train.get("channels_last", True) else torch.contiguous_format
+    model = model.to(memory_format=layout)
+    pre = meta["preprocessing"]
+    size = int(pre["image_size"])
+    images = [torch.from_numpy(decode(f, size)[0]).permute(2, 0, 1) for f in files]
+    batches = [torch.stack(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+
+    def run():
+        with torch.inference_mode():
+            for b in batches:
+                model(normalize(b, pre["mean"], pre["std"]).contiguous(memory_format=layout))
+        return len(images)
+
+    return run
+
+
+def ceiling(models, args, work):
+    """-> table rows (task, images, fashion predict, forward-only, ratio) per (task, model, files)."""
+    from fashioncli.predict import predict
+
+    rows = []
+    for task, model, files in models:
+        common.warm_page_cache(files)
+        run = forward_only(model, files, args.batch_size)
+        run()  # warm-up, as predict's below
+        out = work / f"ceiling-{task}" / "rows.csv"  # a folder each: segmentation writes masks beside it
+        predict(model, files[:64], out, batch_size=args.batch_size, num_workers=args.decode_workers)
+        ours, ceil = [], []
+        for _ in range(args.repeats):  # interleaved, so that a noisy moment hits both
+            ceil.append(common.timed(run))
+            ours.append(predict(model, files, out, batch_size=args.batch_size,
+                                num_workers=args.decode_workers)["images_per_second"])
+        pred, fwd = statistics.median(ours), statistics.median(ceil)
+        rows.append((task, len(files), pred, fwd, pred / fwd))
+    return rows
+
+
+def busy(model, onnx, files, args, work):
+    """-> table rows (engine, idle img/s, busy img/s, ratio): `fashion predict` alone, then beside a busy loop."""
+    from fashioncli.predict import predict
+
+    rows = []
+    for name, path in (("checkpoint", model), ("onnx", onnx)):
+        predict(path, files[:64], work / "warm.csv", batch_size=args.batch_size, num_workers=args.decode_workers)
+        idle, loaded = [], []
+        for _ in range(args.repeats):
+            idle.append(predict(path, files, work / "idle.csv", batch_size=args.batch_size,
+                                num_workers=args.decode_workers)["images_per_second"])
+            with common.busy_machine():
+                loaded.append(predict(path, files, work / "busy.csv", batch_size=args.batch_size,
+                                      num_workers=args.decode_workers)["images_per_second"])
+        a, b = statistics.median(idle), statistics.median(loaded)
+        rows.append((name, a, b, b / a))
+    return rows
+
+
+def int8(model, onnx, files, args, work):
+    """-> (table row, the int8 export's summary): float vs int8 .onnx img/s and the test-split metric."""
+    from fashioncli.errors import ExportError
+    from fashioncli.export import export
+    from fashioncli.predict import predict
+
+    try:
+        summary = export(model, "onnx", out=work / "model.int8.onnx", precision="int8")
+        summary["check"] = "passed"
+    except ExportError as exc:  # measured anyway, and the table says the check failed
+        summary = export(model, "onnx", out=work / "model.int8.onnx", precision="int8", min_agreement=0,
+                         max_metric_drop=1)
+        summary["check"] = f"FAILED: {exc}"
+    quantized, reduced = summary["path"], summary["reduced"]
+    speeds = {"float": [], "int8": []}
+    for path in (onnx, quantized):
+        predict(path, files[:64], work / "warm.csv", batch_size=args.batch_size, num_workers=args.decode_workers)
+    for _ in range(args.repeats):
+        for name, path in (("float", onnx), ("int8", quantized)):
+            speeds[name].append(predict(path, files, work / f"{name}.csv", batch_size=args.batch_size,
+                                        num_workers=args.decode_workers)["images_per_second"])
+    f, q = statistics.median(speeds["float"]), statistics.median(speeds["int8"])
+    metric = reduced["metric"]
+    if "drop" in metric:
+        figures = (metric["name"], 100 * metric["float"], 100 * metric["reduced"], -100 * metric["drop"])
+    else:
+        figures = (metric["why"], "n/a", "n/a", "n/a")
+    return (f, q, q / f, *figures, reduced["agreement"], reduced["images"]), summary
 
 
 def memory(model, onnx, args, work):
@@ -170,6 +291,33 @@ def main():
             model = common.fashion_train(args, prepared, work)[1]
         onnx = export(model, "onnx", out=work / "model.onnx")["path"]
         tables = []
+        if "ceiling" in args.measures:
+            models = [("classification", model, common.predict_files(src, args.predict_images))]
+            for spec in args.task_model:
+                task, _, path = spec.partition("=")
+                n = args.segmentation_images if task == "segmentation" else args.predict_images
+                models.append((task, path, common.spread(sorted(map(str, TASK_IMAGES[task].glob("*.jpg"))), n)))
+            tables.append(common.table(
+                f"Predict img/s per task: `fashion predict CHECKPOINT` (decode, resize, batch, rows, the task's "
+                f"files) vs forward-only on the same images decoded in memory (median of {args.repeats}; "
+                f"target >= 0.95)", ["task", "images", "fashion predict", "forward-only", "ratio"],
+                ceiling(models, args, work)))
+        if "busy" in args.measures or "int8" in args.measures:
+            files = common.predict_files(src, args.predict_images)
+            common.warm_page_cache(files)
+        if "busy" in args.measures:
+            tables.append(common.table(
+                f"Busy machine: `fashion predict` img/s alone vs beside one CPU-bound busy loop ({len(files):,} "
+                f"images, median of {args.repeats}; target ratio >= 0.4)",
+                ["engine", "idle", "busy", "ratio"], busy(model, onnx, files, args, work)))
+        if "int8" in args.measures:
+            row, summary = int8(model, onnx, files, args, work)
+            tables.append(common.table(
+                f"int8 vs float ONNX: `fashion predict` img/s ({len(files):,} images, median of {args.repeats}) "
+                f"and the test-split metric the export's check reports (target >= 1.8x, at most 1 point lost)",
+                ["float img/s", "int8 img/s", "speed ratio", "metric", "float", "int8", "change (points)",
+                 "label agreement", "agreement images"], [row]) + f"\nexport check: {summary['check']}\n"
+                + json.dumps(summary["reduced"]) + "\n")
         if "engines" in args.measures:
             files = common.predict_files(src, args.predict_images)
             common.warm_page_cache(files)

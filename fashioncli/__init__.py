@@ -1,5 +1,8 @@
 """fashion: a command-line toolkit for clothing computer vision."""
 from .hookspecs import hookimpl
+from .threads import passive_openmp
+
+passive_openmp()  # before anything imports torch: OpenMP reads it once, when it loads (threads.py)
 
 __version__ = "0.1.0"
 

@@ -21,6 +21,7 @@ from .errors import (
     CheckpointError, DataError, ExportError, FashionError, PluginError, RecipeError, UnknownNameError, did_you_mean,
 )
 from .hookspecs import hookimpl
+from .loggers import LoggedRun, Logger
 from .engines import METADATA_FILE, METADATA_KEY, Engine, OnnxEngine, TorchScriptEngine
 from .preprocessing import IMAGENET, Preprocessing
 from .data.clean import checked_samples
@@ -49,6 +50,8 @@ __all__ = [
     "MaskError", "PALETTE_FILE", "INDEX_DIR", "COLOUR_DIR", "MASK_SUFFIXES", "read_palette", "read_index_mask",
     "read_colour_mask", "find_mask", "mask_for", "class_pixels", "describe_unknown",
     "download", "extract",
+    # experiment loggers
+    "Logger", "LoggedRun",
     # exporters: where exported files carry fashion's metadata, and the engines that run them
     "METADATA_KEY", "METADATA_FILE", "Engine", "OnnxEngine", "TorchScriptEngine",
 ]

@@ -10,16 +10,16 @@ A recipe's data.batch_size is the global batch: every rank takes its slice of ea
 SyncBatchNorm (train.sync_bn) they compute the same updates up to floating-point order. Only
 rank 0 writes files and shows progress; validation runs on every rank's share and is gathered
 on rank 0, whose metrics are sent back so that every rank takes the same early-stopping decision.
+`fashion predict --devices N` (or under torchrun) joins a gloo group the same way (shards.py).
 """
 import os
-import subprocess
-import sys
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from .devices import check as check_device, gpu_ids
 from .errors import FashionError
 
 
@@ -36,12 +36,27 @@ def is_main():
 
 
 def active():
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    # A one-process torchrun job is distributed too (DDP on one GPU): it checks the launch path.
+    return dist.is_available() and dist.is_initialized()
 
 
-def setup(device_setting):
-    """Join the process group when launched by torchrun -> this process's device (or None: not distributed)."""
-    if world_size() <= 1:
+def launched():
+    """Whether torchrun (or `--devices N`) started this process as a rank of a job."""
+    return world_size() > 1 or ("WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ)
+
+
+def cpu_share():
+    """This process's share of the cores it may run on, when the job's processes on this machine
+    (torchrun's LOCAL_WORLD_SIZE) split them: its torch threads on the CPU."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def setup(device_setting, backend=None, timeout=timedelta(minutes=30)):
+    """Join the process group when launched by torchrun -> this process's device (or None: not distributed).
+
+    ``backend`` None: NCCL on GPUs, gloo on CPU."""
+    if not launched():
         return None
     local = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device_setting in ("auto", "cuda") or str(device_setting).startswith("cuda")
@@ -51,7 +66,7 @@ def setup(device_setting):
     else:
         device = torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=30))
+        dist.init_process_group(backend or ("nccl" if device.type == "cuda" else "gloo"), timeout=timeout)
     return device
 
 
@@ -60,15 +75,43 @@ def cleanup():
         dist.destroy_process_group()
 
 
-def launch(argv, devices):
-    """Run ``fashion <argv>`` in ``devices`` processes under torchrun on this machine -> exit code."""
+def processes(devices, device):
+    """--devices (None: not given) and the train.device setting -> how many processes to train in:
+    --devices, else one per GPU the device lists ('0,1': 2), else 1."""
+    listed = len(gpu_ids(device) or [])
+    if devices is None:
+        return max(1, listed)
+    if listed and devices != listed:
+        raise FashionError(f"--devices {devices} and device '{device}' ({listed} GPU{'s' * (listed > 1)}, a process "
+                           "each) disagree; give one of them")
+    return devices
+
+
+def launch(argv, devices, device="auto"):
+    """Run ``fashion <argv>`` in ``devices`` processes under torchrun on this machine -> exit code.
+
+    The device is checked first: a device that is not here would fail in every process, and
+    torchrun would bury the one-line reason under its own traceback. GPUs listed by index ('2,3')
+    are the only ones the processes see, each taking one (cuda:LOCAL_RANK).
+    """
     if devices < 2:
         raise FashionError(f"--devices must be 2 or more to launch processes, not {devices}")
+    check_device(device, several=True)
     if torch.cuda.is_available() and devices > torch.cuda.device_count():
         raise FashionError(f"--devices {devices}: this machine has {torch.cuda.device_count()} GPUs")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
-           "-m", "fashioncli", *argv]
-    return subprocess.call(cmd)
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    if gpu_ids(device):  # the processes see only these GPUs, renumbered from 0
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
+        argv = [*argv, "--set=train.device=cuda"]
+    # torchrun gives each process one thread unless told; on the CPU they share the cores instead.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // devices)))
+    try:  # torchrun in this process: torch is imported already, a second interpreter would import it again
+        torchrun(["--standalone", f"--nproc-per-node={devices}", "-m", "fashioncli", *argv])
+    except ChildFailedError:  # torchrun has reported which process failed and how
+        return 1
+    return 0
 
 
 class RankSampler(Sampler):

@@ -76,39 +76,54 @@ class Engine:
         return np.mean(views, axis=0)
 
     def decode_plan(self, num_workers=None):
-        """-> (decoding threads, batches decoded ahead of the one the model is running).
+        """-> (decoding threads, batches decoded ahead of the one the model is running, whether the
+        decoding threads run in the background).
 
         On a GPU, decoding runs ahead on every core. On the CPU the model's intra-op threads
-        and the decoders share the cores: decoding runs ahead only on cores the model leaves
-        free; otherwise each batch is decoded on the model's threads' cores, then run, never
-        both at once. An OpenMP pool that loses a core to another thread stalls at every
-        barrier (on 2 cores, training fell from 44 to 2 img/s), which costs far more than the
-        few ms a batch takes to decode (BENCHMARKS.md).
+        and the decoders share the cores: decoding runs ahead on cores the model leaves free.
+        Where it leaves none, one decoding thread runs ahead in the background, at the lowest
+        priority (threads.background_thread): it decodes on the time the model's threads leave
+        idle (between operators, where the OpenMP threads sleep: threads.passive_openmp) and never
+        takes a core from them, since an OpenMP pool that loses a core stalls at every barrier
+        (on 2 cores, training fell from 44 to 2 img/s; BENCHMARKS.md). What it has not started
+        when its batch is due, the caller decodes (``_collect``), so it never waits on a starved
+        thread.
         """
         cores = os.cpu_count() or 1
         if num_workers == 0:  # one thread, each batch decoded in turn with the model
-            return 1, 0
+            return 1, 0, False
         if self.cpu_threads is None:
-            return (cores if num_workers is None else num_workers), 2
+            return (cores if num_workers is None else num_workers), 2, False
         spare = cores - self.cpu_threads
-        workers = (spare if spare > 0 else self.cpu_threads) if num_workers is None else num_workers
-        return workers, (2 if workers <= spare else 0)
+        if num_workers is None:
+            return (spare, 2, False) if spare > 0 else (1, 2, True)
+        return num_workers, 2, num_workers > spare
 
     def batches(self, paths, batch_size, num_workers=None):
         """Decode ``paths`` (an iterator) -> (paths, uint8 N x 3 x S x S, errors) per batch.
 
         A thread pool decodes each batch (OpenCV releases the GIL, so threads decode in
-        parallel) and, where ``decode_plan`` allows, the next ones while the caller runs it.
+        parallel, one image each: OpenCV's own thread pool is off meanwhile) and the next ones
+        while the caller runs it, as ``decode_plan`` says.
         """
-        workers, lookahead = self.decode_plan(num_workers)
-        with ThreadPoolExecutor(workers) as pool:
-            pending = deque()
-            for chunk in _chunks(paths, batch_size):
-                pending.append((chunk, [pool.submit(decode, p, self.image_size) for p in chunk]))
-                if len(pending) > lookahead:
+        import cv2
+
+        from .threads import background_thread
+
+        workers, lookahead, background = self.decode_plan(num_workers)
+        cv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            with ThreadPoolExecutor(workers, initializer=background_thread if background else None) as pool:
+                pending = deque()
+                for chunk in _chunks(paths, batch_size):
+                    pending.append((chunk, [pool.submit(decode, p, self.image_size) for p in chunk], self.image_size))
+                    if len(pending) > lookahead:
+                        yield _collect(*pending.popleft())
+                while pending:
                     yield _collect(*pending.popleft())
-            while pending:
-                yield _collect(*pending.popleft())
+        finally:
+            cv2.setNumThreads(cv_threads)
 
 
 class OnnxEngine(Engine):
@@ -147,7 +162,7 @@ def _ort_providers(ort, device):
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if device != "auto":
-        check_device(device)  # this machine has it, before asking onnxruntime
+        device = check_device(device)  # this machine has it, before asking onnxruntime; '0' -> 'cuda:0'
     if device.startswith("cuda"):
         if "CUDAExecutionProvider" not in available:
             raise CheckpointError(f"device '{device}': this onnxruntime has no CUDA provider (has: {', '.join(available)})")
@@ -315,8 +330,9 @@ def decode(path, size):
         return np.zeros((size, size, 3), np.uint8), str(exc) or type(exc).__name__
 
 
-def _collect(paths, futures):
-    images, errors = zip(*(f.result() for f in futures))
+def _collect(paths, futures, size):
+    """A batch's decoded images; the caller decodes those no thread has started (``Future.cancel``)."""
+    images, errors = zip(*(decode(p, size) if f.cancel() else f.result() for p, f in zip(paths, futures)))
     return paths, np.stack(images).transpose(0, 3, 1, 2), list(errors)
 
 

@@ -35,6 +35,25 @@ def _data_root(meta, data, model):
     return root
 
 
+def reference_figures(recipe, root, metrics):
+    """eval.reference (a report's figures) beside the measured ones -> {"reference": ...}, only
+    when ``root`` is the dataset the reference was measured on (eval.reference_data, recorded by
+    the recipe that gives it); else {"reference_left_out": why}. A recipe from before the
+    record keeps its reference."""
+    evaluation = recipe.get("eval") or {}
+    reference, measured_on = evaluation.get("reference") or {}, evaluation.get("reference_data") or {}
+    if not reference:
+        return {}
+    prepare = (recipe.get("data") or {}).get("prepare") or {}
+    same_root = not measured_on.get("root") or Path(measured_on["root"]).resolve() == Path(root).resolve()
+    same_source = not measured_on.get("source") or measured_on["source"] == prepare.get("source", measured_on["source"])
+    if not (same_root and same_source):
+        where = measured_on.get("source") or measured_on.get("root")
+        return {"reference_left_out": f"eval.reference was measured on '{where}', not on the data scored here "
+                                      f"('{prepare.get('source') or root}')"}
+    return {"reference": {k: {"measured": metrics.get(k), "report": v} for k, v in reference.items()}}
+
+
 def _default_out(model, data, split, exported):
     """<run>/eval-<split> for the run's own dataset, <run>/eval-<data name>-<split> for any other; an
     exported file's beside it, named after it: eval-model-onnx-<split> for model.onnx."""
@@ -45,7 +64,7 @@ def _default_out(model, data, split, exported):
 
 
 def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, device="auto", topk=None, num_workers=None,
-             tta=None, trust_torchscript=False):
+             tta=None, trust_torchscript=False, progress=False):
     """Evaluate a ``checkpoint`` (.pt or run directory) or an exported model file and write reports
     into ``out``.
 
@@ -54,7 +73,7 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
     ``topk`` defaults to the recipe's eval.topk (else 5), so eval and validation report the same k;
     ``tta`` ({"hflip", "shift"}, see tta.py) to the recipe's eval.tta. A file whose loading runs code
     (TorchScript) opens only with ``trust_torchscript``. Returns the summary, also written to
-    ``out``/summary.json.
+    ``out``/summary.json. ``progress``: a bar over the batches on stderr (a terminal's only).
     """
     start = time.perf_counter()
     exported = file_format(checkpoint) is not None
@@ -71,20 +90,28 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
     recipe_eval = (meta.get("recipe") or {}).get("eval", {})
     options = EvalOptions(batch_size=batch_size, device=device, num_workers=num_workers,
                           tta=recipe_eval.get("tta") if tta is None else tta,
-                          topk=recipe_eval.get("topk", 5) if topk is None else topk)
+                          topk=recipe_eval.get("topk", 5) if topk is None else topk,
+                          progress=f"eval {split}" if progress else None)
     root = _data_root(meta, data, f"the exported file '{path}'" if exported else "the checkpoint")
     if out is not None:  # reports and pictures never land among the images or checkpoints they come from
         checkpoints = path.parent if path.parent.name == "checkpoints" else None
         check_output(out, files=model_files(path), folders=[root, checkpoints], what="--out")
     out = Path(out) if out is not None else _default_out(path, data, split, exported)
     options.report = Report(f"fashion eval · {path.parent.parent.name if path.parent.name == 'checkpoints' else path.name}")
+    # the report's figures this data may be compared with, for a task to draw beside its own
+    options.report.reference = reference_figures(meta.get("recipe") or {}, root, {})
     headline = options.report.section("Summary")  # first, filled in once the task has measured
-    summary = {**named, **task_of(meta).evaluate(model, meta, root, split, out, options),
-               "device": runs_on, "seconds": round(time.perf_counter() - start, 2)}
+    summary = {**named, **task_of(meta).evaluate(model, meta, root, split, out, options)}
+    summary.update(reference_figures(meta.get("recipe") or {}, root, summary.get("metrics") or {}),
+                   device=runs_on, seconds=round(time.perf_counter() - start, 2))
     summary["files"] = [*summary.get("files", []), "report.html"]
     _summarise(options.report, headline, summary, meta)
     write_report(out / "report.html", options.report)
     write_json(out / "summary.json", summary)
+    if not exported:  # to the experiment loggers that logged the run's training, if any
+        from .loggers import log_eval
+
+        log_eval(run_dir(path), meta.get("recipe"), summary, out, step=meta.get("epoch") or 0)
     return summary
 
 

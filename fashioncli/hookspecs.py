@@ -36,5 +36,10 @@ def register_exporters(register):
 
 
 @hookspec
+def register_loggers(register):
+    """Register experiment loggers chosen by the recipe's ``log`` key: ``register(name, factory)``."""
+
+
+@hookspec
 def register_commands(cli):
     """Add ``fashion`` sub-commands: ``cli`` is a click group, e.g. ``@cli.command()``."""

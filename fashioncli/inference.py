@@ -11,13 +11,18 @@ def _float(out):
     return {k: v.float() for k, v in out.items()} if isinstance(out, dict) else out.float()
 
 
-def iter_outputs(model, loader, device, mean, std, memory_format=torch.contiguous_format, autocast=None, tta=None):
+def iter_outputs(model, loader, device, mean, std, memory_format=torch.contiguous_format, autocast=None, tta=None,
+                 progress=None):
     """Yield (outputs on device, batch) for each batch ``(uint8 images, targets, ...)`` of ``loader``.
 
     Outputs are what the model returns (logits, or {name: logits}) in float32; ``tta`` (see
-    tta.py) averages them over flipped and shifted copies of each batch.
+    tta.py) averages them over flipped and shifted copies of each batch. ``progress``: the label
+    of a progress bar on stderr (progress.bar), or None for none.
     """
+    from .progress import bar
     from .tta import augmented_views, enabled, unflip
+
+    loader = bar(loader, progress, enabled=progress is not None)
 
     was_training = model.training
     model.eval()
@@ -43,7 +48,7 @@ def _mean(views):
 
 
 def run_model(model, loader, device, mean, std, memory_format=torch.contiguous_format, autocast=None, tta=None,
-              reduce=None):
+              reduce=None, progress=None):
     """Run ``model`` over ``loader`` -> (outputs, targets), both on the CPU.
 
     Outputs are float32 logits (N, C), or {name: logits} for a model with several outputs;
@@ -51,13 +56,13 @@ def run_model(model, loader, device, mean, std, memory_format=torch.contiguous_f
     ``(uint8 NxCxHxW images, targets, ...)``; normalisation with ``mean``/``std`` happens on
     ``device``. ``autocast`` is an optional callable returning a context manager (e.g. mixed
     precision). ``reduce(outputs, targets) -> (outputs, targets)`` shrinks each batch before it is
-    kept (segmentation: argmax masks instead of per-pixel logits). The model's train/eval mode is
-    restored afterwards.
+    kept (segmentation: argmax masks instead of per-pixel logits). ``progress``: a progress bar's
+    label, or None. The model's train/eval mode is restored afterwards.
     """
     from .tasks.base import concat
 
     outputs, targets = [], []
-    for out, batch in iter_outputs(model, loader, device, mean, std, memory_format, autocast, tta):
+    for out, batch in iter_outputs(model, loader, device, mean, std, memory_format, autocast, tta, progress):
         target = batch[1]
         if reduce is not None:
             out, target = reduce(out, target)

@@ -10,12 +10,14 @@ reader would take it as markup: a CSV cell a spreadsheet would run as a formula 
 undone by ``CsvReader``), a Markdown table cell (``md_cell``).
 """
 import csv
+import errno
 import io
 import json
 import math
 import os
 import re
-import tempfile
+import secrets
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,22 +55,43 @@ def make_dir(path):
 
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    The file gets the permissions a plain ``open()`` would give it: those of the file it replaces,
+    else 0666 less the umask (and any default ACL). mkstemp's private 0600 would keep a checkpoint
+    or model.onnx from a teammate or a serving container.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
-        os.close(fd)
+        tmp = _create_beside(path)
     except OSError as exc:
         raise output_error(path, exc) from None
     try:
-        yield Path(tmp)
+        yield tmp
+        try:
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        except FileNotFoundError:
+            pass
         os.replace(tmp, path)
     except OSError as exc:
         raise output_error(path, exc) from None
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+def _create_beside(path):
+    """A new empty file ``.<name>.<random>.tmp`` beside ``path``, created as open() creates files
+    (mode 0666 through the umask; mkstemp has no mode argument) -> its Path."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
 
 
 def is_temporary(name):

@@ -5,8 +5,6 @@ The kernel drops it when its process ends, however it ends, so a lock left by a 
 simply taken over. The file records who holds it (pid, host, since when) for the refusal message.
 """
 import errno
-import functools
-import inspect
 import json
 import os
 import socket
@@ -96,21 +94,6 @@ class Lock:
         self.release()
 
 
-def holding(argument):
-    """Decorator: the call holds a Lock on the path its ``argument`` names while it runs."""
-    def decorate(function):
-        signature = inspect.signature(function)
-
-        @functools.wraps(function)
-        def locked(*args, **kwargs):
-            call = signature.bind(*args, **kwargs)
-            call.apply_defaults()
-            with Lock(call.arguments[argument]):
-                return function(*args, **kwargs)
-        return locked
-    return decorate
-
-
 def _same_file(fd, path):
     try:
         return os.path.samestat(os.fstat(fd), os.stat(path))
@@ -125,3 +108,25 @@ def _holder(data):
         return f"fashion (pid {record['pid']} on {record['host']}) since {record['since']}"
     except (ValueError, TypeError, KeyError):  # the holder has locked but not yet written its record
         return "another fashion command"
+
+
+def holder(path):
+    """{'pid', 'host', 'since'} of the live command on this host that holds ``path``'s Lock, else None.
+
+    Reads the holder's record only: taking even a shared lock could make a command starting at
+    that moment refuse. A record left by a killed command names a pid that is gone.
+    """
+    try:
+        record = json.loads(Lock(path).file.read_text())
+        pid = int(record["pid"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if record.get("host") != socket.gethostname():
+        return record  # another machine's: cannot tell, so trust the record
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:  # alive, someone else's
+        pass
+    return record

@@ -8,7 +8,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError
-from .registry import KINDS, Registry
+from .registry import KINDS, SINGULAR, Registry
 
 # Built-in plugins register exactly like third-party ones; only their origin differs.
 BUILTIN_PLUGINS = (
@@ -35,6 +35,8 @@ BUILTIN_PLUGINS = (
     "fashion_plugins.datasets.segmentation_folder",
     "fashion_plugins.metrics.classification",
     "fashion_plugins.exporters.standard",
+    "fashion_plugins.loggers.tensorboard_logger",
+    "fashion_plugins.loggers.mlflow_logger",
 )
 
 pm = pluggy.PluginManager("fashion")
@@ -192,3 +194,24 @@ def list_plugins(all_plugins=False):
             info["version"] = __version__
         out.append(info)
     return sorted(out, key=lambda p: (p["builtin"], p["name"]))
+
+
+# Parameters fashion passes itself, never a user: not shown as arguments.
+INJECTED = {"datasets": ("source", "out"), "models": ("num_classes", "heads"), "metrics": ("num_classes",)}
+
+
+def describe(name):
+    """What ``fashion plugins NAME`` shows: every component registered as ``name`` (an importer, a
+    model, a loss, ...) with its arguments' defaults and meanings -> [{kind, name, plugin,
+    description, arguments}]; UnknownNameError listing the registered names when none is."""
+    from .errors import UnknownNameError, did_you_mean
+
+    regs = registries()
+    found = [{"kind": SINGULAR[kind], "name": name, "plugin": e.plugin, "description": e.description,
+              "arguments": e.arguments(INJECTED.get(kind, ()))}
+             for kind in KINDS for e in regs[kind] if e.name == name]
+    if not found:
+        known = sorted({e.name for kind in KINDS for e in regs[kind]})
+        raise UnknownNameError(f"nothing is registered as '{name}'{did_you_mean(name, known)}; "
+                               f"see `fashion plugins` for the names")
+    return found

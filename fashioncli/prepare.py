@@ -10,14 +10,17 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .data.archives import is_archive
-from .data.cache import cache_splits, default_decode_threads
+from .data.cache import cache_splits, default_decode_threads, keep_split_rows, open_cache
 from .data.dataset import FORMAT_VERSION
 from .data.images import format_box
 from .data.importing import SPLITS
 from .data.labels import check_labels
 from .data.report import build_report, report_markdown
-from .data.sources import pick_importer, run_importer, unpack
+from .data.sources import check_source, pick_importer, run_importer, unpack
+from .data.duplicates import conflicting_labels, copies_across_splits, dhash, file_digests, near_clusters
 from .data.splits import assign_splits
 from .errors import DataError, PluginError
 from .io import is_temporary, make_dir, remove_temporaries, write_csv, write_json, write_text
@@ -30,15 +33,21 @@ _LAYOUT = {"dataset.json", "report.json", "report.md", "cache", "images", "sourc
 
 
 def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_fraction=0.1, seed=0,
-            classes=None, other_classes="background", workers=None, progress=True, **importer_args):
+            classes=None, other_classes="background", workers=None, progress=True, near_duplicates=False,
+            **importer_args):
     """Import ``source`` into the prepared directory ``out``; returns a summary dict.
 
     source: a folder, table, ... or a .zip/.tar(.gz) of one, unpacked into ``out/source/`` first.
     importer: a registered dataset importer name; None picks one from the source (a folder of
         class folders, a .csv/.parquet table, Fashion-MNIST IDX files, 'synthetic', ...).
     val_fraction, test_fraction: share of images that get no split from the source, assigned by a
-        seeded split stratified per class. Splits the source gives are kept; when it gives train
-        but no val (or test), that split is carved out of train with its fraction.
+        seeded split stratified per class (iteratively over every label of a multi-label or
+        multi-head source). Splits the source gives are kept; when it gives train but no val (or
+        test), that split is carved out of train with its fraction. Rows of one file (identical
+        bytes) or of one group (the importer's ``group_col``) are drawn into one split; copies
+        that the source's own splits scatter stay only in the first of test, val, train.
+    near_duplicates: also keep near-identical images (re-encoded, resized; a perceptual hash)
+        in one split.
     classes: keep only these classes (list, or comma-separated names). A source of masks also
         takes "foreground" (background vs the rest) or the name of one of its class sets; the
         classes left out become background, or the ignore index with other_classes="ignore".
@@ -56,6 +65,7 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
     archive = is_archive(source)
     if not archive:
         name, entry = pick_importer(source, importer)
+        check_source(source, entry, importer_args)
     _claim_out(out, source)
     if archive:
         source = unpack(source, out / "source")
@@ -71,9 +81,16 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
     samples, notes = preparation.clean(problems)
     notes = warnings + notes
     has_boxes = any(box is not None for *_, box in samples)
-    splits = assign_splits(samples, val_fraction, test_fraction, seed, preparation.stratum)
+    digests = file_digests([path for path, *_ in samples], workers)
+    groups = imported.groups or {}
+    # One photo (every box of it, every copy of its file) and one group go to one split.
+    links = [([("bytes", h)] if h else []) + ([("group", groups[path])] if path in groups else [])
+             for (path, *_), h in zip(samples, digests)]
+    splits = assign_splits(samples, val_fraction, test_fraction, seed, preparation.stratum, preparation.strata, links)
 
-    infos = cache_splits(splits, out / "cache" / str(image_size), image_size, workers, progress, problems)
+    cache_dir = out / "cache" / str(image_size)
+    infos = cache_splits(splits, cache_dir, image_size, workers, progress, problems)
+    duplicates = split_copies(splits, infos, cache_dir, near_duplicates)
     preparation.after_images(splits, infos, problems)
     if "train" not in splits:
         raise DataError(f"no readable training images in '{source}' ({len(problems)} files could not be used)")
@@ -83,7 +100,9 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
     for split, rows in splits.items():
         lines = [(p, *preparation.cells(label), *([format_box(box)] if has_boxes else [])) for p, label, box in rows]
         write_csv(out / f"{split}.csv", header, lines, lineterminator="\n")
-    report = build_report(splits, infos, preparation, problems, notes, name, source_str, image_size)
+    unlisted = imported.unlisted or []
+    report = build_report(splits, infos, preparation, problems, notes, name, source_str, image_size,
+                          duplicates=duplicates, unused=imported.unused or [], unlisted=unlisted)
     write_json(out / "report.json", report)
     write_text(out / "report.md", report_markdown(report, preparation))
     meta = {
@@ -98,10 +117,51 @@ def prepare(source, out, importer=None, image_size=160, val_fraction=0.1, test_f
         "out": str(out), "importer": name, "task": meta["task"], **preparation.summary(report),
         "splits": meta["splits"],
         **({"counts": report["counts"]} if preparation.summary_counts else {}), "problems": len(problems),
+        **({"not_used": len(imported.unused)} if imported.unused else {}),
+        **({"files_named_by_no_row": len(unlisted)} if unlisted else {}),
         "duplicates_across_splits": len(report["duplicates"]["across_splits"]),
+        "copies_removed_across_splits": sum(len(g["dropped"]) for g in duplicates["removed_across_splits"]),
+        **({"conflicting_labels": len(duplicates["conflicting_labels"])} if duplicates["conflicting_labels"] else {}),
         "image_size": image_size, "seconds": round(time.perf_counter() - started, 2),
         **({"warnings": warnings} if warnings else {}),
     }
+
+
+def split_copies(splits, infos, cache_dir, near):
+    """Copies left in several splits (identical bytes; near-identical images too when ``near``)
+    stay only in the first of test, val, train; -> report.json's entries on them."""
+    def text(label):
+        return ", ".join(map(str, label)) if isinstance(label, tuple) else str(label)
+
+    digests = {s: info["sha1"] for s, info in infos.items()}
+    conflicts = conflicting_labels(splits, digests, text)
+    removed = _drop_copies(splits, infos, cache_dir, {
+        s: [(h, box) if h else None for h, (*_, box) in zip(digests[s], rows)] for s, rows in splits.items()
+    }, "identical bytes", text)
+    if near:
+        names = list(splits)
+        hashes = np.concatenate([dhash(open_cache(cache_dir, s)[0]) for s in names])
+        cluster = iter(near_clusters(hashes))
+        keys = {s: [next(cluster) for _ in splits[s]] for s in names}
+        removed += _drop_copies(splits, infos, cache_dir, keys, "near-identical", text)
+    return {"removed_across_splits": removed, "conflicting_labels": conflicts}
+
+
+def _drop_copies(splits, infos, cache_dir, keys, why, text):
+    drop, groups = copies_across_splits(keys)
+    report = []
+    for group in groups:
+        kept_split, kept_rows = group["kept"]
+        report.append({
+            "why": why,
+            "kept": [{"path": splits[kept_split][i][0], "split": kept_split} for i in kept_rows],
+            "dropped": [{"path": splits[s][i][0], "split": s, "label": text(splits[s][i][1])}
+                        for s, rows in group["dropped"].items() for i in rows],
+        })
+    for split, rows in drop.items():
+        gone = set(rows)
+        keep_split_rows(splits, infos, cache_dir, split, [i for i in range(len(splits[split])) if i not in gone])
+    return report
 
 
 def recipe_prepare_args(recipe):

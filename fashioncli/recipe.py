@@ -3,6 +3,7 @@
 Recipes are data only: YAML goes through ``yaml.safe_load`` and nothing in a recipe is executed.
 """
 import copy
+import difflib
 import importlib.resources
 import math
 from pathlib import Path
@@ -55,6 +56,11 @@ def _bundled(spec):
     except (OSError, ValueError):
         return None
     return str(path) if path.is_relative_to(root) and _is_file(path) else None
+
+
+def is_recipe(spec):
+    """Whether ``spec`` names a recipe: an http(s) URL, a file, or a bundled recipe."""
+    return _is_url(spec) or _is_file(spec) or _bundled(spec) is not None
 
 
 def _locate(spec, relative_to=None):
@@ -154,15 +160,30 @@ def check_size(data, what):
     size(data, 0)
 
 
+DELETE = "_delete_"
+
+
 def merge(base, delta):
-    """Deep merge: dicts merge, lists and scalars replace."""
+    """Deep merge: dicts merge, lists and scalars replace. What a recipe inherits can be removed:
+    ``key: null`` deletes an inherited mapping (``heads: {garments: null}`` drops that head, and
+    defaults then apply where there are any), and a mapping with ``_delete_: true`` replaces the
+    inherited one instead of merging into it (mmengine's rule)."""
     out = copy.deepcopy(base)
     for key, value in delta.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
+        set_key(out, key, value)
     return out
+
+
+def set_key(node, key, value):
+    """``node[key] = value`` under ``merge``'s rules (null deletes an inherited mapping, _delete_ replaces)."""
+    if value is None and isinstance(node.get(key), dict):
+        del node[key]
+    elif isinstance(value, dict) and value.get(DELETE) is True:
+        node[key] = copy.deepcopy({k: v for k, v in value.items() if k != DELETE})
+    elif isinstance(value, dict) and isinstance(node.get(key), dict):
+        node[key] = merge(node[key], value)
+    else:
+        node[key] = copy.deepcopy(value)
 
 
 def _resolve_bases(data, location, depth=0, seen=(), fetched=None):
@@ -170,7 +191,7 @@ def _resolve_bases(data, location, depth=0, seen=(), fetched=None):
         raise RecipeError(f"base: recipe '{location}' inherits from itself or nests deeper than {MAX_BASE_DEPTH}")
     bases = data.pop("base", None)
     if bases is None:
-        return data
+        return stamp_reference(data, data)
     if isinstance(bases, str):
         bases = [bases]
     if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
@@ -179,13 +200,25 @@ def _resolve_bases(data, location, depth=0, seen=(), fetched=None):
     for b in bases:
         bdata, bloc = _read(b, relative_to=location, fetched=fetched)
         merged = merge(merged, _resolve_bases(bdata, bloc, depth + 1, seen + (location,), fetched))
-    return merge(merged, data)
+    return stamp_reference(merge(merged, data), data)
+
+
+def stamp_reference(merged, own):
+    """A recipe that gives eval.reference (a report's figures) records the dataset they were
+    measured on, its data.root and data.prepare.source as they stand in that recipe: eval prints
+    the reference only beside figures measured on that dataset."""
+    evaluation = own.get("eval") if isinstance(own, dict) else None
+    if isinstance(evaluation, dict) and evaluation.get("reference") and isinstance(merged.get("eval"), dict):
+        data = merged.get("data") if isinstance(merged.get("data"), dict) else {}
+        prepare = data.get("prepare") if isinstance(data.get("prepare"), dict) else {}
+        merged["eval"]["reference_data"] = {"root": data.get("root"), "source": prepare.get("source")}
+    return merged
 
 
 def parse_override(text):
     """'a.b.c=value' -> (['a','b','c'], value parsed as YAML)."""
     if "=" not in text:
-        raise RecipeError(f"--set '{text}': expected KEY=VALUE, e.g. --set train.epochs=3")
+        raise RecipeError(f"'{text}': expected KEY=VALUE, e.g. train.epochs=3")
     key, raw = text.split("=", 1)
     parts = key.strip().split(".")
     if len(parts) > MAX_NESTING:
@@ -200,6 +233,7 @@ def parse_override(text):
 
 
 def apply_overrides(data, overrides):
+    """--set a.b=c values, under ``merge``'s rules: a.b=null deletes an inherited mapping."""
     for text in overrides or ():
         parts, value = parse_override(text)
         node = data
@@ -209,7 +243,9 @@ def apply_overrides(data, overrides):
                     raise RecipeError(f"--set {text}: '{'.'.join(parts[:i + 1])}' is not a mapping")
                 node[part] = {}
             node = node[part]
-        node[parts[-1]] = value
+        set_key(node, parts[-1], value)
+        if parts[:2] == ["eval", "reference"]:  # figures given here belong to this recipe's dataset
+            stamp_reference(data, {"eval": {"reference": True}})
     return data
 
 
@@ -225,8 +261,21 @@ def load_recipe(spec, overrides=(), validate_components=True):
     return validate(data, check_components=validate_components)
 
 
+def read_merged(spec):
+    """A recipe with its bases merged, as written: no overrides, defaults or validation (for listing)."""
+    fetched = {}
+    data, location = _read(spec, fetched=fetched)
+    return _resolve_bases(data, location, fetched=fetched)
+
+
 def _check_remote_output(data, location):
-    """A recipe fetched from a URL writes only inside the working tree."""
+    """A recipe fetched from a URL writes only inside the working tree, and logs only where the user says."""
+    log = data.get("log")
+    if isinstance(log, dict):  # where a logger sends the run (a tracking server) is the user's choice
+        for name, options in log.items():
+            if options:
+                raise RecipeError(f"log.{name}: the remote recipe '{location}' sets logger options; a recipe from "
+                                  f"a URL may name loggers only (give options with --set log.{name}.KEY=VALUE)")
     output = data.get("output")
     folder = output.get("dir", DEFAULTS["output"]["dir"]) if isinstance(output, dict) else None
     if not isinstance(folder, str):
@@ -368,10 +417,61 @@ def list_of(item, length=None):
     return check
 
 
+def OPTIMIZER(value, path):
+    """A name in timm's optimizer registry (sgd, adamw, lamb, lion, ...): unknown names list the known ones."""
+    from .optim import check_optimizer_name
+
+    return check_optimizer_name(STR(value, path), path)
+
+
+def settings(schema, defaults, on=True):
+    """A feature switched by one key: null or false (off, None), true (``defaults``), or a
+    mapping of ``schema`` keys laid over ``defaults``; the value kept is None or the full mapping."""
+    def check(value, path):
+        if value is None or value is False:
+            return None
+        if value is True and on:
+            return dict(defaults)
+        if not isinstance(value, dict):
+            raise RecipeError(f"{path}: expected true, false or a mapping of {', '.join(schema)}, got {value!r}")
+        return {**defaults, **_validate(value, schema, path, check_components=False)}
+    return check
+
+
 def optional(check):
     def wrapped(value, path):
         return None if value is None else check(value, path)
     return wrapped
+
+
+def LOGGERS(value, path):
+    """``log``: a list of registered logger names, or {name: {option: value}} -> {name: {options}};
+    options are checked against the logger factory's signature."""
+    from .errors import UnknownNameError
+    from .plugins import get
+
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, (list, tuple)):
+        value = {STR(name, f"{path}[{i}]"): {} for i, name in enumerate(value)}
+    if not isinstance(value, dict):
+        raise RecipeError(f"{path}: expected a list of loggers (e.g. [tensorboard, mlflow]) or a mapping of "
+                          f"logger: options, got {value!r}")
+    out = {}
+    for name, options in value.items():
+        where = f"{path}.{name}"
+        options = {} if options is None else options
+        if not isinstance(options, dict):
+            raise RecipeError(f"{where}: expected a mapping of options, got {options!r}")
+        try:
+            entry = get("loggers").get(name)
+        except UnknownNameError as exc:
+            raise RecipeError(f"{path}: {exc}") from None
+        entry.check_args(options, where=where, key=None)
+        out[name] = options
+    return out
 
 
 class Component:
@@ -403,6 +503,9 @@ HEAD_SCHEMA = {
     "hidden": list_of(POS_INT),
     "batch_norm": BOOL,
     "dropout": NONNEG_FLOAT,
+    # Against imbalance: per-class loss weights from the train split (tasks/class_weights.py).
+    "class_weight": optional(either(choice("balanced", "sqrt"), record({"mode": choice("balanced", "sqrt"),
+                                                                        "cap": POS_FLOAT}))),
 }
 
 SCHEMA = {
@@ -421,29 +524,44 @@ SCHEMA = {
         "test_split": STR,
         # Train on these of the dataset's classes only; eval scores the others as unseen (open set).
         "classes": optional(list_of(STR)),
+        # Train on this seeded share of the train split (per class where images have one label): a quick check.
+        "fraction": _positive(FRACTION),
         # What `fashion prepare --recipe` makes data.root from.
         "prepare": {
             "source": STR, "importer": STR, "image_size": POS_INT, "val_fraction": NONNEG_FLOAT,
             "test_fraction": NONNEG_FLOAT, "seed": INT, "classes": either(list_of(STR), STR),
-            "other_classes": choice("background", "ignore"), "args": ANY,
+            "other_classes": choice("background", "ignore"), "near_duplicates": BOOL, "args": ANY,
         },
+        # Augment whole batches on the training device instead of per image in the loader's workers.
+        "gpu_augment": BOOL,
         "augment": {
             "hflip": BOOL,
             "scale": optional(list_of(POS_FLOAT, 2)),
             "ratio": list_of(POS_FLOAT, 2),
             "rotate": NONNEG_FLOAT,
             "color_jitter": NONNEG_FLOAT,
+            # torchvision v2 policies on the image (not on masks): true takes torchvision's defaults.
+            "randaugment": settings({"num_ops": POS_INT, "magnitude": NONNEG_INT}, {"num_ops": 2, "magnitude": 9}),
+            "trivialaugment": BOOL,
+            # Batch mixing (Beta alphas; 0 is off; both set: one of the two per batch), for single-label models.
+            "mixup": NONNEG_FLOAT,
+            "cutmix": NONNEG_FLOAT,
+            "mix_prob": FRACTION,
         },
     },
     "model": Component("models", injected=("num_classes", "heads")),
     "loss": Component("losses"),
+    # A single-label task's loss weights per class (balanced|sqrt|{mode, cap}); heads take theirs under head(s).
+    "class_weight": HEAD_SCHEMA["class_weight"],
     "optimizer": {
-        "name": choice("sgd", "adam", "adamw"),
+        "name": OPTIMIZER,
         "lr": POS_FLOAT,
         "weight_decay": NONNEG_FLOAT,
         "momentum": NONNEG_FLOAT,
         "nesterov": BOOL,
         "betas": list_of(NONNEG_FLOAT, 2),
+        # Layer-wise lr decay: each layer group's lr is lr * layer_decay ** (its depth from the head).
+        "layer_decay": optional(POS_FLOAT),
     },
     "scheduler": {
         "name": choice("none", "cosine", "step", "exponential", "onecycle"),
@@ -455,6 +573,8 @@ SCHEMA = {
     },
     "train": {
         "epochs": POS_INT,
+        # false: train without a validation split (no best epoch, no tuned thresholds).
+        "validate": BOOL,
         "seed": INT,
         "device": DEVICE,
         "amp": either(BOOL, choice("auto")),
@@ -463,6 +583,10 @@ SCHEMA = {
         "compile": BOOL,
         "sync_bn": BOOL,  # several processes: batch-norm statistics over the global batch
         "grad_clip": optional(POS_FLOAT),
+        "grad_clip_mode": choice("norm", "value", "agc"),  # timm's dispatch_clip_grad
+        "accumulate": POS_INT,  # micro-batches per optimizer step
+        # Exponential moving average of the weights: what validation scores and checkpoints hold.
+        "ema": settings({"decay": FRACTION, "warmup": BOOL}, {"decay": 0.9998, "warmup": True}),
         "early_stopping": {"patience": optional(POS_INT), "monitor": STR, "mode": choice("max", "min")},
         # Staged fine-tuning: each stage trains for its epochs with the backbone frozen ('none'),
         # whole ('all') or only its last K stages trainable, at its own learning rate.
@@ -476,8 +600,13 @@ SCHEMA = {
              "reject": {"threshold": optional(NONNEG_FLOAT), "false_rejection_rate": FRACTION},
              # Published figures to print beside the measured ones: {metric name: value}.
              "reference": MappingOf(NONNEG_FLOAT),
+             # The dataset the reference was measured on (set by the recipe that gives it): eval
+             # leaves the reference out, with a note, when it scores another dataset.
+             "reference_data": {"root": optional(STR), "source": optional(STR)},
              # Segmentation: more class subsets to report mIoU over (the dataset's own come too).
              "class_sets": MappingOf(list_of(STR))},
+    # Experiment loggers (register_loggers): [tensorboard, mlflow] or {mlflow: {tracking_uri: ...}}.
+    "log": LOGGERS,
     # exist_ok: read from older recipes and ignored; only the command line's --replace replaces a run.
     "output": {"dir": STR, "name": optional(RUN_NAME), "exist_ok": BOOL},
 }
@@ -485,22 +614,26 @@ SCHEMA = {
 DEFAULTS = {
     "task": "classification",
     "data": {
-        "image_size": 160, "batch_size": 32, "num_workers": None,
-        "train_split": "train", "val_split": "val", "test_split": "test", "classes": None,
-        "augment": {"hflip": True, "scale": [0.6, 1.0], "ratio": [0.75, 1.3333], "rotate": 0, "color_jitter": 0},
+        "image_size": 160, "batch_size": 32, "num_workers": None, "gpu_augment": False,
+        "train_split": "train", "val_split": "val", "test_split": "test", "classes": None, "fraction": 1.0,
+        "augment": {"hflip": True, "scale": [0.6, 1.0], "ratio": [0.75, 1.3333], "rotate": 0, "color_jitter": 0,
+                    "randaugment": None, "trivialaugment": False, "mixup": 0, "cutmix": 0, "mix_prob": 1.0},
     },
     "loss": {"name": "cross_entropy", "args": {}},
-    "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "momentum": 0.9, "nesterov": False, "betas": [0.9, 0.999]},
+    "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "momentum": 0.9, "nesterov": False, "betas": [0.9, 0.999],
+                  "layer_decay": None},
     "scheduler": {"name": "cosine", "warmup_epochs": 0, "min_lr": 0, "step_size": 10, "gamma": 0.1, "pct_start": 0.3},
     "train": {
-        "epochs": 10, "seed": 0, "device": "auto", "amp": "auto", "deterministic": False,
+        "epochs": 10, "validate": True, "seed": 0, "device": "auto", "amp": "auto", "deterministic": False,
         "channels_last": True, "compile": False, "sync_bn": False, "grad_clip": None,
+        "grad_clip_mode": "norm", "accumulate": 1, "ema": None,
         # auto: the task's main validation metric (val_accuracy, val_mean_accuracy, ...), maximised.
         "early_stopping": {"patience": None, "monitor": "auto", "mode": "max"},
     },
     "eval": {"topk": 5, "split": "test", "checkpoint": "best", "tta": {"hflip": False, "shift": 0},
              "reject": {"threshold": None, "false_rejection_rate": 0.05}, "reference": {},
              "class_sets": {}},
+    "log": {},
     "output": {"dir": "runs", "name": None},
 }
 REQUIRED = ("data.root", "model")
@@ -514,7 +647,7 @@ def _validate(value, schema, path, check_components):
         for key, sub in value.items():
             where = f"{path}.{key}" if path else str(key)
             if key not in schema:
-                raise RecipeError(f"{where}: unknown key{did_you_mean(key, schema)}; allowed here: {', '.join(schema)}")
+                raise RecipeError(f"{where}: unknown key{_suggest(key, where, schema)}; allowed here: {', '.join(schema)}")
             out[key] = _validate(sub, schema[key], where, check_components)
         return out
     if isinstance(schema, Component):
@@ -522,9 +655,39 @@ def _validate(value, schema, path, check_components):
     if isinstance(schema, MappingOf):
         if not isinstance(value, dict):
             raise RecipeError(f"{path}: expected a mapping of names, got {value!r}")
+        # An entry of mappings given as null takes the defaults; null for a value (a reference's
+        # figure) is no entry: nothing to delete it from was inherited.
         return {k: _validate({} if v is None else v, schema.schema, f"{path}.{k}", check_components)
-                for k, v in value.items()}
+                for k, v in value.items() if v is not None or isinstance(schema.schema, dict)}
     return schema(value, path)
+
+
+def _schema_keys(schema=None, prefix=""):
+    """Every dotted key the schema names (inside components and named mappings left out)."""
+    for key, sub in (SCHEMA if schema is None else schema).items():
+        yield f"{prefix}{key}"
+        if isinstance(sub, dict):
+            yield from _schema_keys(sub, f"{prefix}{key}.")
+
+
+def _suggest(key, where, siblings):
+    """' (did you mean ...?)' for an unknown key: a key of that name elsewhere first (`--set epochs=3`
+    -> 'train.epochs'), then a close name beside it, then a close name elsewhere."""
+    elsewhere = {}
+    for dotted in _schema_keys():
+        if dotted != where:
+            elsewhere.setdefault(dotted.rsplit(".", 1)[-1], []).append(dotted)
+    key = str(key)
+    if key not in elsewhere:
+        beside = did_you_mean(key, siblings)
+        if beside:
+            return beside
+        close = difflib.get_close_matches(key, list(elsewhere), n=1)
+        if not close:
+            return ""
+        key = close[0]
+    nearest = sorted(elsewhere[key], key=lambda d: d.count("."))  # train.seed before data.prepare.seed
+    return f" (did you mean {' or '.join(repr(d) for d in nearest)}?)"
 
 
 def _validate_component(value, schema, path, check_components):
@@ -551,9 +714,24 @@ def _validate_component(value, schema, path, check_components):
     return out
 
 
+def _strip_delete(data):
+    """``_delete_`` markers left where nothing was inherited: the defaults still fill the mapping."""
+    if not isinstance(data, dict):
+        return data
+    return {k: _strip_delete(v) for k, v in data.items() if k != DELETE}
+
+
+def _drop_null_sections(data, schema):
+    """Sections (mappings, components) given as null: absent, so their defaults apply."""
+    if not isinstance(data, dict) or not isinstance(schema, dict):
+        return data
+    return {k: _drop_null_sections(v, schema.get(k)) for k, v in data.items()
+            if not (v is None and isinstance(schema.get(k), (dict, Component, MappingOf)))}
+
+
 def validate(data, check_components=True):
     """Defaults filled in, unknown keys refused by dotted path, numbers coerced, components checked."""
-    recipe = merge(DEFAULTS, data)
+    recipe = merge(DEFAULTS, _drop_null_sections(_strip_delete(data), SCHEMA))
     recipe = _validate(recipe, SCHEMA, "", check_components)
     for dotted in REQUIRED:
         node = recipe

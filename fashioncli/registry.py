@@ -1,13 +1,14 @@
 """Named factories per component kind, filled by plugins through the register hooks."""
 import inspect
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Annotated, Callable, get_args, get_origin
 
 from .errors import PluginError, RecipeError, UnknownNameError, did_you_mean
 from .preprocessing import check_declared
 
-KINDS = ("tasks", "models", "losses", "datasets", "metrics", "exporters")
-SINGULAR = {"tasks": "task", "models": "model", "losses": "loss", "datasets": "dataset", "metrics": "metric", "exporters": "exporter"}
+KINDS = ("tasks", "models", "losses", "datasets", "metrics", "exporters", "loggers")
+SINGULAR = {"tasks": "task", "models": "model", "losses": "loss", "datasets": "dataset", "metrics": "metric", "exporters": "exporter",
+            "loggers": "logger"}
 
 
 @dataclass
@@ -19,19 +20,40 @@ class Entry:
     description: str = ""
     extra: dict = field(default_factory=dict)
 
-    def check_args(self, args, injected=(), where=None):
-        """Fail before any work if ``args`` do not fit the factory's signature."""
+    def arguments(self, injected=()):
+        """[{"name", "default", "meaning"}] of the factory's parameters (``default`` absent: required).
+
+        The signature is the one declaration of a component's arguments: a parameter's meaning is
+        the text of its ``Annotated`` type (``image_col: Annotated[str, "the column of image paths"]
+        = None``, as Typer and FastAPI declare options); ``check_args`` validates against it too."""
+        out = []
+        try:  # a module with `from __future__ import annotations` keeps them as text
+            params = inspect.signature(self.factory, eval_str=True).parameters
+        except Exception:  # an annotation naming what its module cannot resolve: no meanings, still the names
+            params = inspect.signature(self.factory).parameters
+        for name, p in params.items():
+            if name in injected or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            meta = get_args(p.annotation)[1:] if get_origin(p.annotation) is Annotated else ()
+            out.append({"name": name, **({} if p.default is p.empty else {"default": p.default}),
+                        "meaning": " ".join(str(m) for m in meta)})
+        return out
+
+    def check_args(self, args, injected=(), where=None, key="args"):
+        """Fail before any work if ``args`` (at ``where``.``key``, or right under ``where`` when ``key``
+        is None) do not fit the factory's signature."""
         where = where or f"{self.kind}.{self.name}"
+        at = f"{where}.{key}" if key else where
         sig = inspect.signature(self.factory)
         params = sig.parameters
         takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        for key in args:
-            if key in injected:
-                raise RecipeError(f"{where}.args.{key}: set by fashion itself, remove it from the recipe")
-            if key not in params and not takes_kwargs:
+        for arg in args:
+            if arg in injected:
+                raise RecipeError(f"{at}.{arg}: set by fashion itself, remove it from the recipe")
+            if arg not in params and not takes_kwargs:
                 known = [p for p in params if p not in injected and params[p].kind is not inspect.Parameter.VAR_POSITIONAL]
                 raise RecipeError(
-                    f"{where}.args.{key}: unknown argument{did_you_mean(key, known)}; "
+                    f"{at}.{arg}: unknown argument{did_you_mean(arg, known)}; "
                     f"'{self.name}' takes: {', '.join(known) or 'no arguments'}"
                 )
         missing = [
@@ -40,7 +62,7 @@ class Entry:
             and n not in args and n not in injected
         ]
         if missing:
-            raise RecipeError(f"{where}.args: '{self.name}' needs {', '.join(missing)}")
+            raise RecipeError(f"{at}: '{self.name}' needs {', '.join(missing)}")
 
 
 class Registry:

@@ -25,6 +25,9 @@ class Report:
 
     def __init__(self, title, facts=None):
         self.title, self.facts, self.sections = title, dict(facts or {}), []
+        # {"reference": {metric: {"report": value}}} or {"reference_left_out": why}: the recipe's
+        # eval.reference as it applies to the data scored, for a task to draw beside its figures
+        self.reference = {}
 
     def section(self, title, note=""):
         section = Section(title, note, f"s{len(self.sections) + 1}")

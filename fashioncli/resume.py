@@ -18,7 +18,7 @@ from .io import dumps, write_json, write_text
 # Dotted keys a resume may change ('x.' means every key under x): none of them is in the state a
 # checkpoint carries, nor changes what the epochs already trained mean.
 CHANGEABLE = ("train.epochs", "train.early_stopping.patience", "train.device", "data.num_workers",
-              "data.eval_batch_size", "description", "eval.", "output.")
+              "data.eval_batch_size", "description", "eval.", "output.", "log.")
 LOG = "resumes.json"  # beside recipe.yaml: each resume that changed the recipe, and what it changed
 _UNSET = object()
 

@@ -98,7 +98,8 @@ class Regression(Task):
         values = _values(data, split)
         loader = make_loader(CachedImages(data.cache(split, pre["image_size"]), {"value": values}),
                              options.batch_size, num_workers=options.num_workers)
-        outputs, _ = run_model(model, loader, options.device, pre["mean"], pre["std"], tta=options.tta)
+        outputs, _ = run_model(model, loader, options.device, pre["mean"], pre["std"], tta=options.tta,
+                               progress=options.progress)
         predicted = outputs[:, 0].numpy()
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "predictions.csv", "w", newline="") as f:

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from fashioncli.cli import cli
 
-COMMANDS = ["prepare", "train", "eval", "predict", "export", "plugins", "recipes"]
+COMMANDS = ["prepare", "train", "eval", "predict", "export", "plugins", "recipes", "models", "version"]
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def test_version_and_module_entry(runner):
     import subprocess
     import sys
 
-    assert runner.invoke(cli, ["--version"]).output.startswith("fashion, version")
+    assert runner.invoke(cli, ["--version"]).output.startswith("fashion 0.1.0\n")
     out = subprocess.run([sys.executable, "-m", "fashioncli", "recipes"], capture_output=True, text=True, check=True)
     assert "quickstart" in out.stdout.split()
 

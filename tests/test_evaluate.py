@@ -74,7 +74,8 @@ def test_reports_go_into_the_run_directory(run, summary):
     assert summary["num_samples"] == len(run["rows"]) and summary["unreadable"] == []
     # k comes from the recipe's eval.topk, as in training's validation
     assert set(summary["metrics"]) == {
-        "accuracy", "top2_accuracy", "precision_macro", "recall_macro", "f1_macro", "auroc_macro"}
+        "accuracy", "top2_accuracy", "precision_macro", "recall_macro", "f1_macro", "auroc_macro",
+        "balanced_accuracy", "majority_baseline"}
     assert_png(out / "confusion_matrix.png")
 
 

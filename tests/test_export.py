@@ -119,3 +119,39 @@ def test_export_errors_are_actionable(ckpt, tmp_path):
     assert not list(tmp_path.iterdir())
     with pytest.raises(ExportError, match="no readable images"):
         export(ckpt, "torchscript", out=tmp_path / "m.torchscript", check_images=[str(tmp_path / "*.png")])
+
+
+class Nudge(torch.nn.Module):
+    def forward(self, probs):
+        return probs + 0.01  # the same top-1 everywhere, 0.01 off
+
+
+class NudgedPlugin:
+    """An exporter whose files differ from PyTorch by 0.01: refused at the default atol, not at 0.1."""
+
+    @hookimpl
+    def register_exporters(self, register):
+        from fashion_plugins.exporters.standard import TorchScriptExporter
+
+        class Nudged(TorchScriptExporter):
+            def save(self, module, example, path, metadata, opset=None):
+                return super().save(torch.nn.Sequential(module, Nudge()), example, path, metadata, opset)
+
+        register("nudged", Nudged)
+
+
+def test_export_takes_the_atol_and_opset_its_failure_message_advises(ckpt, tmp_path):
+    from click.testing import CliRunner
+
+    from fashioncli.cli import cli
+
+    def run(*args):
+        return CliRunner().invoke(cli, ["export", str(ckpt), "-o", str(tmp_path / "m.ts"), *args])
+
+    with plugins.plugin_registered(NudgedPlugin(), name="nudged-exporter"):
+        refused = run("--format", "nudged")
+        assert refused.exit_code == 1 and "(atol 0.001)" in refused.stderr and "--atol" in refused.stderr
+        summary = json.loads(run("--format", "nudged", "--atol", "0.1").stdout)
+        assert summary["parity"]["atol"] == 0.1 and 0.009 < summary["parity"]["max_abs_diff"] < 0.011
+    wrong = run("--format", "torchscript", "--opset", "17")  # the ONNX opset: the stdout test exports with one
+    assert wrong.exit_code == 1 and "--opset applies to ONNX only" in wrong.stderr

@@ -244,9 +244,10 @@ def test_flat_metrics():
     targets = {**TARGETS, "tags": TAG_TARGETS.clamp(max=0)}  # no positives left: mAP undefined
     flat = flat_metrics(multitask_metrics(HEADS, LOGITS, targets, topk=2))
     assert set(flat) == {
-        "category_accuracy", "category_f1_macro", "category_auroc_macro",
-        "sleeveless_accuracy", "sleeveless_f1_macro", "sleeveless_auroc_macro", "sleeveless_map",
-        "tags_f1_macro", "tags_auroc_macro", "tags_map", "mean_accuracy", "mean_ap",
+        "category_accuracy", "category_balanced_accuracy", "category_f1_macro", "category_auroc_macro",
+        "sleeveless_accuracy", "sleeveless_balanced_accuracy", "sleeveless_f1_macro", "sleeveless_auroc_macro",
+        "sleeveless_map", "tags_balanced_accuracy", "tags_f1_macro", "tags_auroc_macro", "tags_map",
+        "mean_accuracy", "mean_balanced_accuracy", "mean_ap",
     }
     assert all(isinstance(v, float) for v in flat.values())
     assert flat["category_accuracy"] == approx(4 / 6)

@@ -73,6 +73,22 @@ def test_read_palette_refuses_ambiguous_tables(tmp_path, text, message):
         read_palette(tmp_path / "p.csv")
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "BMP"])
+def test_palette_masks_keep_every_class_whatever_its_colour(tmp_path, fmt):
+    """A VOC palette cut after class 4 and padded with black gives class 5 the background's colour;
+    its pixels must still read as 5 (the palette index), in a palette PNG or BMP alike."""
+    from PIL import Image
+
+    from fashioncli.tasks.segmentation.render import class_colours
+
+    index = np.arange(8, dtype=np.uint8).reshape(2, 4)
+    index[1, 3] = 255  # the ignore index, black in a padded palette as well
+    image = Image.fromarray(index, "P")
+    image.putpalette(class_colours(5).ravel().tolist() + [0] * (256 - 5) * 3)
+    image.save(tmp_path / f"m.{fmt.lower()}", fmt)
+    assert read_index_mask(tmp_path / f"m.{fmt.lower()}").tolist() == index.tolist()
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_read_index_mask_keeps_values_and_dtype(tmp_path, dtype):
     index = np.array([[0, 1, 2], [3, 300 if dtype == np.uint16 else 46, 0]], dtype)
@@ -89,8 +105,8 @@ def test_read_index_mask_palette_png_and_grey_rgb(tmp_path):
     buf = io.BytesIO()
     png.save(buf, "PNG")
     (tmp_path / "p.png").write_bytes(buf.getvalue())
-    # OpenCV alone would give colours; the palette index comes back instead (repeats read as the first).
-    assert read_index_mask(tmp_path / "p.png").tolist() == [[0, 0, 2], [2, 0, 0]]
+    # OpenCV alone would give colours; the palette indices come back instead, repeated colours too.
+    assert read_index_mask(tmp_path / "p.png").tolist() == index.tolist()
     grey = np.repeat(index[..., None] * 7, 3, axis=2)
     assert read_index_mask(write_index(tmp_path / "g.png", grey)).tolist() == (index * 7).tolist()
     with pytest.raises(MaskError, match="colour mask, not an index mask"):
@@ -201,8 +217,9 @@ def test_imat_tags_splits_fallback_duplicates_and_missing_masks(tmp_path):
         "t2.jpg": (["pants"], "test"),
     }
     reasons = {p["path"].split("src/")[1]: p["reason"] for p in imported.problems}
-    assert set(reasons) == {"train/images/c.jpg", "valid/images/t1.jpg"}
-    assert reasons["train/images/c.jpg"].startswith("no mask: neither train/labels/c.png nor train/clabels/c.png")
+    assert set(reasons) == {"valid/images/t1.jpg"}
+    unused = {p["path"].split("src/")[1]: p["reason"] for p in imported.unused}  # not a problem: not used
+    assert unused["train/images/c.jpg"].startswith("no mask (not used): neither train/labels/c.png nor train/clabels/c.png")
     assert "same bytes as test image 'test/images/t1.jpg'; left out of val" in reasons["valid/images/t1.jpg"]
 
 
@@ -253,7 +270,7 @@ def test_prepare_imat_tags_writes_a_multilabel_dataset(tmp_path):
                       min_pixels=10)
     assert summary["importer"] == "imat-tags" and summary["task"] == "multitask"
     assert summary["splits"] == {"train": 3, "val": 1, "test": 2}
-    assert summary["duplicates_across_splits"] == 0 and summary["problems"] == 2
+    assert summary["duplicates_across_splits"] == 0 and summary["problems"] == 1 and summary["not_used"] == 1
     meta = json.loads((tmp_path / "out/dataset.json").read_text())
     assert meta["heads"]["garments"] == {"type": "multilabel", "classes": ["shirt, blouse", "pants", "shoe"]}
     rows = list(csv.DictReader(open(tmp_path / "out/train.csv")))
@@ -273,7 +290,7 @@ def test_real_imat_fashion_seg_as_tags(tmp_path):
     assert summary["heads"] == {"garments": 46} and summary["duplicates_across_splits"] == 0
     report = json.loads((out / "report.json").read_text())
     reasons = [p["reason"] for p in report["problems"]]
-    assert sum(r.startswith("no mask") for r in reasons) == 47
+    assert len(report["not_used"]) == 47 and not any(r.startswith("no mask") for r in reasons)
     assert sum(r.startswith("same bytes as test image") for r in reasons) == 115
 
     def digests(split):

@@ -108,7 +108,8 @@ def _recipe(tmp_path, root, **extra):
     data = {
         "task": "multitask",
         "data": {"root": str(root), "image_size": 32, "batch_size": 8, "num_workers": 0},
-        "heads": {"family": {}, "colour": {"weight": 2.0}, "tags": {"hidden": [16], "batch_norm": True}},
+        "heads": {"family": {}, "colour": {"weight": 2.0, "class_weight": "balanced"},
+                  "tags": {"hidden": [16], "batch_norm": True, "class_weight": {"mode": "sqrt", "cap": 1.5}}},
         "model": {"name": "multihead", "args": {"backbone": "test_resnet"}},
         "optimizer": {"name": "adam", "lr": 3e-3},
         "train": {"epochs": 3, "channels_last": False},
@@ -140,6 +141,22 @@ def test_train_logs_every_head_and_tunes_thresholds(run):
     assert len(meta["thresholds"]["tags"]) == 4  # one per tag, tuned on validation
 
 
+def test_class_weights_come_from_the_train_split_and_are_written_to_the_run(run, prepared):
+    path, _ = run
+    weights = json.loads((path / "class_weights.json").read_text())
+    assert set(weights) == {"colour", "tags"}  # family has no class_weight
+    with open(prepared[0] / "train.csv") as f:
+        train_rows = list(csv.DictReader(f))
+    colours = [r["colour"] for r in train_rows if r["colour"]]
+    for c in ("blue", "green", "red"):  # balanced: n / (K n_c)
+        assert weights["colour"]["weights"][c] == pytest.approx(len(colours) / (3 * colours.count(c)), abs=1e-5)
+    assert weights["colour"]["argument"] == "weight" and weights["tags"]["argument"] == "pos_weight"
+    solid = sum("solid" in r["tags"].split("|") for r in train_rows)
+    expected = min(((len(train_rows) - solid) / solid) ** 0.5, 1.5)  # sqrt of n_neg / n_pos, capped
+    assert weights["tags"]["weights"]["solid"] == pytest.approx(expected, abs=1e-5)
+    assert weights["tags"]["weights"]["red"] == pytest.approx(min(2 ** 0.5, 1.5), abs=1e-5)  # 8 negatives, 4 positives
+
+
 def test_eval_reports_per_head(run):
     from fashioncli.evaluate import evaluate
 
@@ -151,6 +168,14 @@ def test_eval_reports_per_head(run):
     assert 0 <= heads["tags"]["map"] <= 1
     assert summary["metrics"]["mean_accuracy"] == pytest.approx(
         (heads["family"]["accuracy"] + heads["colour"]["accuracy"]) / 2, abs=1e-6)
+    # balanced accuracy (mean per-class recall) per head and over heads, beside a majority baseline
+    assert summary["metrics"]["mean_balanced_accuracy"] == pytest.approx(
+        np.mean([heads[h]["balanced_accuracy"] for h in ("family", "colour", "tags")]), abs=1e-6)
+    assert heads["family"]["majority_baseline"] == pytest.approx(4 / 6)  # 4 cool of 6 test images
+    with open(path / "eval-test" / "heads.csv") as f:
+        rows = {r["head"]: r for r in csv.DictReader(f)}
+    assert float(rows["colour"]["balanced_accuracy"]) == pytest.approx(heads["colour"]["balanced_accuracy"])
+    assert rows["tags"]["majority_baseline"] != ""
     assert summary["tta"] == {"hflip": True, "shift": 2}  # the recipe's eval.tta
     out = path / "eval-test"
     assert (out / "colour" / "confusion_matrix.png").is_file()

@@ -1,4 +1,5 @@
 """docs/plugins.md cannot rot: each of its plugin examples is loaded, registered and used."""
+import json
 import re
 import types
 from pathlib import Path
@@ -7,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from fashioncli import model_preprocessing
+from fashioncli.api import Logger
 from fashioncli.cli import cli
 from fashioncli.plugins import get, list_plugins, plugin_commands, plugin_registered
 
@@ -59,6 +61,8 @@ def test_guide_example_registers(hook, i, code):
                 assert entry.factory(3) is not None
             elif kind == "exporters":
                 assert entry.factory().suffix
+            elif kind == "loggers":
+                assert isinstance(entry.factory(), Logger)
 
 
 def test_guide_command_example_runs():
@@ -77,3 +81,26 @@ def test_guide_dataset_example_imports_a_folder(tmp_path):
     module = load(sections()["register_datasets"][0], "guide-flat")
     imported = module.flat_folder(str(tmp_path), label="coat")
     assert imported.classes == ["coat"] and len(imported.samples) == 2
+    from fashioncli.registry import Entry
+
+    assert Entry("flat-folder", module.flat_folder, "guide", "datasets").arguments(("source",)) == [
+        {"name": "label", "default": "garment", "meaning": "the one class every image gets"}]
+
+
+def test_guide_logger_example_logs_a_run(tiny_prepared, tmp_path):
+    import csv
+
+    from helpers import recipe_file
+
+    from fashioncli.recipe import load_recipe
+    from fashioncli.train import train
+
+    with plugin_registered(load(sections()["register_loggers"][0], "guide-jsonl"), name="guide-jsonl"):
+        spec = recipe_file(tmp_path, tiny_prepared, log={"jsonl": {"every": 1}})
+        train(load_recipe(spec), spec=spec, progress=False)
+    run = tmp_path / "runs" / "tiny"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    with open(run / "metrics.csv", newline="") as f:
+        epochs = list(csv.DictReader(f))
+    assert [line["step"] for line in lines] == [1, 2]
+    assert [line["val_accuracy"] for line in lines] == pytest.approx([float(r["val_accuracy"]) for r in epochs])

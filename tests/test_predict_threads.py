@@ -1,5 +1,8 @@
 """predict on the CPU: intra-op threads, decoding threads and how far decoding runs ahead,
 and the memory layout the checkpoint engine runs in. Behaviour only; speed is benchmarks/' job."""
+import os
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -38,17 +41,75 @@ def plan(monkeypatch, cores, cpu_threads, workers=None):
 
 def test_decode_plan(monkeypatch):
     # A GPU does the compute: decode ahead on every core.
-    assert plan(monkeypatch, 8, None) == (8, 2)
-    assert plan(monkeypatch, 8, None, workers=3) == (3, 2)
-    # The model has every core: decode each batch on them, then run it; never both at once.
-    assert plan(monkeypatch, 2, 2) == (2, 0)
-    assert plan(monkeypatch, 2, 2, workers=1) == (1, 0)
-    # Cores left free: decoding runs ahead on those only.
-    assert plan(monkeypatch, 8, 6) == (2, 2)
-    assert plan(monkeypatch, 8, 6, workers=2) == (2, 2)
-    assert plan(monkeypatch, 8, 6, workers=4) == (4, 0)
+    assert plan(monkeypatch, 8, None) == (8, 2, False)
+    assert plan(monkeypatch, 8, None, workers=3) == (3, 2, False)
+    # The model has every core: one thread decodes ahead in the background, at the lowest priority.
+    assert plan(monkeypatch, 2, 2) == (1, 2, True)
+    assert plan(monkeypatch, 2, 2, workers=2) == (2, 2, True)
+    # Cores left free: decoding runs ahead on those, at the normal priority.
+    assert plan(monkeypatch, 8, 6) == (2, 2, False)
+    assert plan(monkeypatch, 8, 6, workers=2) == (2, 2, False)
+    assert plan(monkeypatch, 8, 6, workers=4) == (4, 2, True)
     # 0: one thread, decoding in turn with the model (as a DataLoader's num_workers=0).
-    assert plan(monkeypatch, 8, None, workers=0) == plan(monkeypatch, 8, 6, workers=0) == (1, 0)
+    assert plan(monkeypatch, 8, None, workers=0) == plan(monkeypatch, 8, 6, workers=0) == (1, 0, False)
+
+
+def test_a_batch_is_never_kept_waiting_on_a_starved_decoder(setup):
+    """What no decoding thread has started when its batch is due, the caller decodes itself."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fashioncli.engines import _collect
+
+    _, images = setup
+    paths = sorted(str(p) for p in images.iterdir())
+    starved = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(starved.wait, 10)  # the only decoding thread gets no time at all
+        futures = [pool.submit(lambda: pytest.fail("decoded by the starved thread")) for _ in paths]
+        start = time.perf_counter()
+        got, batch, errors = _collect(paths, futures, 32)
+        assert time.perf_counter() - start < 5
+        starved.set()
+    assert got == paths and batch.shape == (len(paths), 3, 32, 32) and errors == [""] * len(paths)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads have priorities of their own on Linux")
+def test_background_decoders_run_at_the_lowest_priority_and_only_they():
+    import threading
+
+    from fashioncli.threads import LOWEST_PRIORITY, background_thread, thread_priority
+
+    before = thread_priority()
+    seen = []
+
+    def worker():
+        background_thread()
+        seen.append(thread_priority())
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen == [LOWEST_PRIORITY] and thread_priority() == before
+
+
+def test_openmp_threads_sleep_when_they_wait(monkeypatch):
+    """fashioncli asks OpenMP for passive waiting before torch loads; a user's own setting stands."""
+    import subprocess
+
+    from fashioncli.threads import passive_openmp
+
+    code = "import os, fashioncli, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    assert subprocess.check_output([sys.executable, "-c", code], env=env, text=True).strip() == "PASSIVE"
+    assert "torch" in sys.modules  # too late to change anything: it only says what applies
+    assert passive_openmp({"OMP_WAIT_POLICY": "active"}) is False and passive_openmp({"OMP_WAIT_POLICY": "passive"})
+    monkeypatch.delitem(sys.modules, "torch")
+    environ = {}
+    assert passive_openmp(environ) is True and environ == {"OMP_WAIT_POLICY": "PASSIVE"}
+    environ = {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert passive_openmp(environ) is False and environ == {"OMP_WAIT_POLICY": "ACTIVE"}
 
 
 def test_threads_option_sets_the_engines_threads(setup, torch_threads):

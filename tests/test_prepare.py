@@ -112,13 +112,16 @@ def test_split_or_class_with_nothing_readable_is_left_out(tmp_path):
     assert report["notes"] == ["class 'green' has no readable images and was left out"]
 
 
-def test_duplicates_across_splits_are_reported(tmp_path):
+def test_copies_across_the_sources_splits_stay_in_test_only(tmp_path):
     src = make_image_folder(tmp_path / "src", per_class=2, size=16, splits=["train", "test"])
     shutil.copy(src / "train" / "red" / "red_0.png", src / "test" / "red" / "copy.png")
     summary = run(src, tmp_path / "out", image_size=16, val_fraction=0)
-    assert summary["duplicates_across_splits"] == 1
-    group = json.loads((tmp_path / "out" / "report.json").read_text())["duplicates"]["across_splits"][0]
-    assert sorted(f["split"] for f in group["files"]) == ["test", "train"]
+    assert summary["duplicates_across_splits"] == 0 and summary["copies_removed_across_splits"] == 1
+    removed = json.loads((tmp_path / "out" / "report.json").read_text())["duplicates"]["removed_across_splits"]
+    assert [(f["split"], Path(f["path"]).name) for f in removed[0]["kept"]] == [("test", "copy.png")]
+    assert [(f["split"], Path(f["path"]).name) for f in removed[0]["dropped"]] == [("train", "red_0.png")]
+    train = (tmp_path / "out" / "train.csv").read_text()
+    assert "red_0.png" not in train and "red_1.png" in train
 
 
 def test_classes_subset(tmp_path):
@@ -266,7 +269,7 @@ def test_clothing_dataset_full_layout_drops_non_labels(tmp_path):
     assert summary["importer"] == "clothing-dataset" and summary["classes"] == ["Pants", "T-Shirt"]
     assert summary["splits"] == {"train": 4} and summary["problems"] == 2
     missing = tmp_path / "absent"
-    with pytest.raises(DataError, match="download=true"):
+    with pytest.raises(DataError, match="does not exist.*let 'clothing-dataset' fetch it there: --arg download=true"):
         run(missing, tmp_path / "out2", importer="clothing-dataset")
 
 
@@ -303,8 +306,28 @@ def test_importer_detection(tmp_path):
     assert pick_importer(str(tmp_path / "folder"), None)[0] == "folder"
     assert pick_importer(str(tmp_path / "t.csv"), None)[0] == "table"
     assert pick_importer("synthetic", None)[0] == "synthetic-clothing"
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(DataError, match="does not exist"):
         pick_importer(str(tmp_path / "nothing"), None)
+
+
+@pytest.mark.parametrize("args", [
+    ["--recipe", "multitask_efficientnet_lite0_fashion-product-small"],  # the recipe names an importer
+    ["--recipe", "report001_unet_miou_cpu"],
+    ["--importer", "folder"],
+    [],
+])
+def test_a_source_that_does_not_exist_is_named_with_how_to_pass_one(tmp_path, monkeypatch, args):
+    from click.testing import CliRunner
+
+    from fashioncli.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["prepare", *args, "no/such/folder", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == (
+        f"Error: source 'no/such/folder' does not exist (relative to '{tmp_path}'); give the dataset's folder, "
+        "table or archive as SOURCE: fashion prepare SOURCE OUT, or fashion prepare --recipe NAME SOURCE")
+    assert not (tmp_path / "out").exists()
 
 
 # --- the prepared directory ------------------------------------------------------------------------

@@ -193,6 +193,14 @@ def test_mask_png_round_trip(tmp_path, high, dtype):
     back = read_index_mask(path)
     assert back.dtype == dtype and np.array_equal(back, mask)
     assert [p.name for p in path.parent.iterdir()] == ["mask.png"]  # no temporary left
+    if dtype == np.uint8:  # a palette PNG: viewers show the given class colours, the ignore index grey
+        from PIL import Image
+
+        write_mask_png(path, mask, [[1, 2, 3], [4, 5, 6]])
+        image = Image.open(path)
+        palette = np.array(image.getpalette()).reshape(-1, 3)
+        assert image.mode == "P" and palette[:2].tolist() == [[1, 2, 3], [4, 5, 6]]
+        assert palette[255].tolist() == list(IGNORE_COLOUR) and np.array_equal(read_index_mask(path), mask)
     mask[0, 0] = -1
     with pytest.raises(ValueError, match="do not fit"):
         write_mask_png(path, mask)

@@ -87,7 +87,9 @@ def test_prepare_checks_every_mask_and_drops_copies(mask_source, tmp_path):
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     reasons = {p["path"].rsplit("/", 1)[-1]: p["reason"] for p in report["problems"]}
     assert "same bytes as test image" in reasons["dup.jpg"]
-    assert "no mask" in reasons["nomask.jpg"]
+    assert "nomask.jpg" not in reasons  # not a problem: reported as not used
+    assert [p["path"].rsplit("/", 1)[-1] for p in report["not_used"]] == ["nomask.jpg"]
+    assert "1 images have no mask (not used)" in (tmp_path / "out" / "report.md").read_text()
     assert "16x12 but its image is 32x24" in reasons["small.jpg"]
     assert "values not in the palette: 6 x 100, 9 x 12" in reasons["value.jpg"]
     assert "not in the palette" in reasons["colour.jpg"]

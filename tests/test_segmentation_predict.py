@@ -73,7 +73,9 @@ def read_rows(path):
 
 def read_mask(path):
     image = Image.open(path)
-    assert image.mode == "L"  # single channel: a class index per pixel, not colours
+    assert image.mode == "P"  # a class index per pixel, shown in the classes' colours
+    colours = np.array(image.getpalette()).reshape(-1, 3)
+    assert colours[:len(PALETTE)].tolist() == PALETTE  # the checkpoint's palette
     return np.asarray(image)
 
 
@@ -103,8 +105,8 @@ def test_csv_masks_overlays_and_areas(setup, tmp_path):
     assert len(good) == len(IMAGES)
     masks = [r["mask"] for r in good]
     assert len(set(masks)) == len(masks)  # the two look.jpg do not overwrite each other
-    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == sorted(p.rsplit("/", 1)[-1] for p in masks)
-    assert not list((tmp_path / "masks").glob("broken*"))
+    assert sorted(p.name for p in (tmp_path / "preds_masks").iterdir()) == sorted(p.rsplit("/", 1)[-1] for p in masks)
+    assert not list((tmp_path / "preds_masks").glob("broken*"))
     seen = set()
     for row in good:
         source = Image.open(row["path"])
@@ -126,7 +128,7 @@ def test_jsonl_without_overlays(setup, tmp_path):
     out = tmp_path / "preds.jsonl"
     run_cli("predict", ckpt, images / "b", images / "c" / "broken.jpg", "-o", out, "--overlay", "none")
     rows = read_rows(out)
-    assert len(rows) == 3 and not (tmp_path / "overlays").exists()
+    assert len(rows) == 3 and (tmp_path / "preds_masks").is_dir() and not (tmp_path / "preds_overlays").exists()
     for row in rows:
         assert row["overlay"] is None
         if row["error"]:
@@ -145,8 +147,8 @@ def test_resume_skips_done_rows_and_keeps_names(setup, tmp_path):
     first = run_cli("predict", ckpt, images / "a", "-o", out)
     assert first["rows"] == 1
     (row,) = read_rows(out)
-    assert row["mask"].endswith("/masks/look.png")
-    before = (tmp_path / "masks" / "look.png").stat().st_mtime_ns
+    assert row["mask"].endswith("/preds_masks/look.png")
+    before = (tmp_path / "preds_masks" / "look.png").stat().st_mtime_ns
     second = run_cli("predict", ckpt, images, "-o", out, "--resume")
     assert second["rows"] == len(IMAGES) and second["skipped"] == 1
     rows = read_rows(out)
@@ -155,7 +157,26 @@ def test_resume_skips_done_rows_and_keeps_names(setup, tmp_path):
     # b/look.jpg, predicted only after the resume, gets a name of its own
     (other,) = [r for r in rows if r["path"].endswith("b/look.jpg")]
     assert other["mask"] != row["mask"] and other["mask"].rsplit("/", 1)[-1].startswith("look-")
-    assert (tmp_path / "masks" / "look.png").stat().st_mtime_ns == before
+    assert (tmp_path / "preds_masks" / "look.png").stat().st_mtime_ns == before
+
+
+def test_masks_and_overlays_go_beside_out_never_into_the_current_folder(setup, tmp_path, monkeypatch):
+    ckpt, images = setup
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    run_cli("predict", ckpt, images / "a", "-o", "preds.csv")
+    assert sorted(p.name for p in work.iterdir()) == ["preds.csv", "preds_masks", "preds_overlays"]
+    (row,) = read_rows(work / "preds.csv")
+    assert row["mask"] == "preds_masks/look.png" and row["overlay"] == "preds_overlays/look.jpg"
+    # A second -o in the same folder writes masks of its own: the first rows still name theirs.
+    run_cli("predict", ckpt, images / "b", "-o", "other.jsonl", "--overlay", "none")
+    assert (work / "other_masks").is_dir() and [p.name for p in (work / "preds_masks").iterdir()] == ["look.png"]
+    # --save-dir chooses the folder that holds masks/ and overlays/.
+    summary = run_cli("predict", ckpt, images / "a", "-o", tmp_path / "out" / "p.csv", "--save-dir", tmp_path / "pics")
+    assert summary["masks"] == str(tmp_path / "pics" / "masks")
+    assert (tmp_path / "pics" / "masks" / "look.png").is_file() and (tmp_path / "pics" / "overlays" / "look.jpg").is_file()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p.csv"]
 
 
 def test_hflip_tta_maps_the_flipped_view_back_and_shift_is_refused(setup, tmp_path):
@@ -171,7 +192,7 @@ def test_hflip_tta_maps_the_flipped_view_back_and_shift_is_refused(setup, tmp_pa
         probs = (model(x).softmax(1) + model(x.flip(-1)).softmax(1).flip(-1)) / 2
     w, h = Image.open(path).size
     want = np.asarray(Image.fromarray(probs[0].argmax(0).numpy().astype(np.uint8)).resize((w, h), Image.NEAREST))
-    np.testing.assert_array_equal(read_mask(tmp_path / "masks" / "look.png"), want)
+    np.testing.assert_array_equal(read_mask(tmp_path / "p_masks" / "look.png"), want)
 
     result = CliRunner().invoke(cli, ["predict", str(ckpt), str(images), "-o", str(tmp_path / "s.csv"),
                                       "--tta", "shift=2"])

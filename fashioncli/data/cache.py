@@ -186,18 +186,32 @@ def cache_splits(splits, cache_dir, size, workers, progress, problems):
     for split, rows in list(splits.items()):
         errors = build_cache([p for p, *_ in rows], size, cache_dir, split, workers=workers, progress=progress,
                              boxes=boxes_of(rows))
-        problems += [{"path": rows[i][0], "reason": e} for i, e in enumerate(errors) if e]
-        keep = [i for i, e in enumerate(errors) if e is None]
-        if not keep:
-            del splits[split]
-            for suffix in (".u8", ".json"):
-                (cache_dir / f"{split}{suffix}").unlink()
-            continue
-        if len(keep) < len(rows):
-            rows = splits[split] = [rows[i] for i in keep]
-            keep_rows(cache_dir, split, keep, [p for p, *_ in rows], boxes=boxes_of(rows))
-        infos[split] = open_cache(cache_dir, split)[1]
+        problems += [{"path": rows[i][0], "reason": e, "kind": problem_kind(rows[i][0])}
+                     for i, e in enumerate(errors) if e]
+        keep_split_rows(splits, infos, cache_dir, split, [i for i, e in enumerate(errors) if e is None])
     return infos
+
+
+def keep_split_rows(splits, infos, cache_dir, split, keep):
+    """Keep only rows ``keep`` (indices, in order) of prepare's ``splits[split]`` and its cache;
+    a split left empty leaves with its cache. ``infos`` gets the split's new cache metadata."""
+    rows = splits[split]
+    if not keep:
+        del splits[split]
+        infos.pop(split, None)
+        for suffix in (".u8", ".json"):
+            (cache_dir / f"{split}{suffix}").unlink()
+        return
+    if len(keep) < len(rows):
+        has_boxes = any(box is not None for r in splits.values() for *_, box in r)
+        rows = splits[split] = [rows[i] for i in keep]
+        keep_rows(cache_dir, split, keep, [p for p, *_ in rows], boxes=[b for *_, b in rows] if has_boxes else None)
+    infos[split] = open_cache(cache_dir, split)[1]
+
+
+def problem_kind(path):
+    """What kind of problem an unreadable image is, for the report: a missing file or an unreadable one."""
+    return "missing file" if not os.path.lexists(path) else "unreadable image"
 
 
 def _create(path, n, size, channels=3):

@@ -72,6 +72,14 @@ class Imported:
     palette: list = None
     class_sets: dict = None
     kind: str = None
+    # {image path: group}: the rows of one group (a product, a sender, one photo's garments) are
+    # drawn into one split (an importer's ``group_col``).
+    groups: dict = None
+    # [{"path", "reason"}] of source files left out on purpose (an image without a mask in a
+    # segmentation source): reported as not used, not as problems.
+    unused: list = None
+    # Image files in the source folder that no row of its table names (paths; the report counts them).
+    unlisted: list = None
 
 
 def normalize_split(name):

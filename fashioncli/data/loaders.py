@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from ..errors import RecipeError
 from .preprocess import resize_rgb
 
 
@@ -29,10 +30,51 @@ def build_augment(image_size, augment):
         ops.append(v2.RandomHorizontalFlip())
     if augment.get("rotate"):
         ops.append(v2.RandomRotation(augment["rotate"], fill={tv_tensors.Mask: MASK_FILL, "others": 0}))
+    # Search-free policies (timm's --aa rand-m9-n2 / trivial): after the crop, before colour jitter.
+    if augment.get("randaugment"):
+        ops.append(v2.RandAugment(**augment["randaugment"]))
+    if augment.get("trivialaugment"):
+        ops.append(v2.TrivialAugmentWide())
     if augment.get("color_jitter"):
         j = augment["color_jitter"]
         ops.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j))
     return v2.Compose(ops) if ops else None
+
+
+AUTO_AUGMENT = ("randaugment", "trivialaugment")
+
+
+def check_augment(dataset, augment):
+    """Augment one training sample now, so a policy that cannot apply to it (torchvision's
+    RandAugment and TrivialAugmentWide refuse masks) is a recipe error naming the key, not a
+    worker's traceback mid-epoch. The draw leaves the random streams as they were."""
+    keys = [k for k in AUTO_AUGMENT if (augment or {}).get(k)]
+    if not keys:
+        return
+    try:
+        with torch.random.fork_rng(devices=[]):
+            dataset[0]
+    except TypeError as exc:
+        raise RecipeError(f"data.augment.{keys[0]}: {exc} (torchvision applies it to images only: "
+                          f"remove it for this task)") from None
+
+
+class BatchAugment:
+    """``build_augment``'s transforms on a whole batch where it is (data.gpu_augment: on the GPU, when
+    the loader's CPU workers cannot keep it fed): each image draws its own parameters, as in the
+    loader, and a mask target (``masks``) moves with its image."""
+
+    def __init__(self, transform, masks=False):
+        self.transform, self.masks = transform, masks
+
+    def __call__(self, images, targets):
+        """uint8 N x C x H x W images (any device) and their targets -> the augmented batch."""
+        if self.transform is None:
+            return images, targets
+        if not self.masks:
+            return torch.stack([self.transform(x) for x in images]), targets
+        pairs = [self.transform(x, tv_tensors.Mask(m)) for x, m in zip(images, targets)]
+        return torch.stack([x for x, _ in pairs]), torch.stack([m.as_subclass(torch.Tensor) for _, m in pairs])
 
 
 class CachedImages(Dataset):

@@ -8,15 +8,17 @@
 Pixels that name no class are never guessed: a colour missing from the palette (or an index
 value past the palette, when one is given) is counted per colour/value in ``Mask.unknown``,
 and a converted colour pixel gets the value ``unknown_value(num_classes)``, which is never a
-class index. numpy and OpenCV only.
+class index. OpenCV decodes masks; Pillow reads palette images, whose indices OpenCV would turn
+into colours (and two indices of one colour into one class).
 """
 import csv
-import struct
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from ..errors import DataError
 from ..userfiles import UnreadableFile, read_bytes
@@ -27,8 +29,6 @@ MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 # Folders beside an image's folder that hold its masks, as iMaterialist-style sets lay them out:
 # <split>/images/X.jpg, <split>/labels/X.png (indices), <split>/clabels/X.png (colours).
 INDEX_DIR, COLOUR_DIR = "labels", "clabels"
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class MaskError(DataError):
@@ -113,9 +113,10 @@ def unknown_value(num_classes):
 def read_index_mask(path):
     """A class-index mask -> (H, W) uint8 or uint16 array, values as stored.
 
-    Single-channel PNGs are read as they are; a palette PNG gives its palette indices (OpenCV
-    would expand it to colours); a 3-channel file whose channels are all equal (a grey mask saved
-    as RGB) gives one of them. Anything else is a colour mask, which needs a palette.
+    Single-channel PNGs are read as they are; a palette ("P" mode) PNG or BMP gives its palette
+    indices, whatever their colours (a padded palette repeats black); a 3-channel file whose
+    channels are all equal (a grey mask saved as RGB) gives one of them. Anything else is a colour
+    mask, which needs a palette.
     """
     path = Path(path)
     return index_from_bytes(_read_bytes(path), path)
@@ -123,9 +124,10 @@ def read_index_mask(path):
 
 def index_from_bytes(data, path):
     """``read_index_mask`` of a file's bytes (``path`` names it in errors)."""
+    palette_indices = _palette_indices(data, path)
+    if palette_indices is not None:
+        return palette_indices
     raw = _decode(data, path)
-    if _png_colour_type(data) == 3:
-        return _palette_png_indices(raw, data, path)
     if raw.ndim == 2:
         return raw
     if raw.ndim == 3 and raw.shape[2] in (3, 4):
@@ -277,37 +279,17 @@ def _decode(data, path):
     return raw
 
 
-def _png_chunks(data):
-    pos = len(_PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        yield kind, data[pos + 8:pos + 8 + length]
-        pos += 12 + length
-
-
-def _png_colour_type(data):
-    """PNG colour type (3 = palette) or None for other formats."""
-    if not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
-        return None
-    return data[25]
-
-
-def _palette_png_indices(raw, data, path):
-    """OpenCV expands a palette PNG to BGR; map each pixel back to its palette index.
-
-    A colour listed at several palette indices (palettes padded with black) reads as the first.
-    """
-    plte = next((body for kind, body in _png_chunks(data) if kind == b"PLTE"), None)
-    if plte is None:
-        raise MaskError(f"palette PNG '{path}' has no PLTE chunk")
-    entries = np.frombuffer(plte[:len(plte) // 3 * 3], np.uint8).reshape(-1, 3)
-    rgb = np.repeat(raw[..., None], 3, axis=2) if raw.ndim == 2 else raw[..., 2::-1]
-    _, first = np.unique(_pack(entries), return_index=True)
-    first = np.sort(first)  # the first palette index of every distinct colour, in palette order
-    index, unknown = colours_to_index(rgb, entries[first])
-    if unknown:  # cannot happen for a well-formed PNG
-        raise MaskError(f"palette PNG '{path}': {describe_unknown(unknown)}")
-    return first.astype(np.uint8)[index]  # back from distinct colours to the PNG's own indices
+def _palette_indices(data, path):
+    """A palette image's indices as stored (H, W) uint8, or None for any other image."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        if image.mode != "P":
+            return None
+        return np.asarray(image)  # indices, not colours: Pillow keeps the palette apart
+    except Image.DecompressionBombError:
+        raise MaskError(f"mask '{path}' has too many pixels to be a mask") from None
+    except (OSError, ValueError, SyntaxError):
+        return None  # not an image Pillow reads (e.g. damaged): OpenCV decodes it or says why not
 
 
 def _pack(rgb):

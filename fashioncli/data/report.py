@@ -4,7 +4,7 @@ The task that prepares the source supplies what it says about labels (``Preparat
 ``counts``, ``report_extras``, ``markdown``); the rest is the same for every task.
 """
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -12,8 +12,11 @@ from ..io import md_cell
 from .images import format_box
 
 
-def build_report(splits, infos, preparation, problems, notes, importer, source, image_size):
-    """report.json's content. splits: {split: [(path, label, box)]}; infos: each split's cache metadata."""
+def build_report(splits, infos, preparation, problems, notes, importer, source, image_size, duplicates=None,
+                 unused=(), unlisted=()):
+    """report.json's content. splits: {split: [(path, label, box)]}; infos: each split's cache
+    metadata; duplicates: prepare's copies removed across splits and copies with conflicting
+    labels; unused: files left out on purpose (no mask); unlisted: image files no table row names."""
     shapes = np.array([shape for meta in infos.values() for shape in meta["shapes"]]).reshape(-1, 2)
     stats = {
         axis: {"min": int(col.min()), "median": float(statistics.median(col.tolist())), "max": int(col.max())}
@@ -35,8 +38,12 @@ def build_report(splits, infos, preparation, problems, notes, importer, source, 
         "splits": {s: len(rows) for s, rows in splits.items()}, "counts": preparation.counts(splits),
         **({"cropped_to_box": boxed} if boxed else {}),
         "image_sizes": stats,
-        "duplicates": {"across_splits": across, "extra_copies_within_splits": within},
-        "problems": problems, "notes": notes,
+        "duplicates": {"across_splits": across, "extra_copies_within_splits": within,
+                       "removed_across_splits": [], "conflicting_labels": [], **(duplicates or {})},
+        "problems": problems, "problem_kinds": dict(Counter(p.get("kind", "other") for p in problems)),
+        "not_used": list(unused),
+        "files_named_by_no_row": {"count": len(unlisted), "examples": list(unlisted)[:20]},
+        "notes": notes,
         **preparation.report_extras(splits),
     }
 
@@ -73,9 +80,31 @@ def report_markdown(report, preparation, limit=50):
               f"{dup['extra_copies_within_splits']} extra copies within a split."]
     for group in dup["across_splits"][:limit]:
         lines.append("- " + ", ".join(f"`{f['path']}` ({f['split']}, {f['label']})" for f in group["files"]))
-    lines += ["", "## Problems", "", f"{len(report['problems'])} files were left out."]
-    lines += [f"- `{p['path']}`: {p['reason']}" for p in report["problems"][:limit]]
+    removed = dup["removed_across_splits"]
+    if removed:
+        lines += ["", f"{sum(len(g['dropped']) for g in removed)} copies were left out of a split so that each image "
+                      "sits in one split only (the first of test, val, train keeps it):"]
+        lines += [f"- {g['why']}: kept " + ", ".join(f"`{f['path']}` ({f['split']})" for f in g["kept"])
+                  + "; left out " + ", ".join(f"`{f['path']}` ({f['split']}, {f['label']})" for f in g["dropped"])
+                  for g in removed[:limit]]
+    conflicts = dup["conflicting_labels"]
+    if conflicts:
+        lines += ["", f"{len(conflicts)} images have copies with conflicting labels:"]
+        lines += ["- " + ", ".join(f"`{f['path']}` ({f['split']}, {f['label']})" for f in g["files"])
+                  for g in conflicts[:limit]]
+    kinds = report.get("problem_kinds") or {}
+    lines += ["", "## Problems", "", f"{len(report['problems'])} files were left out"
+              + (" (" + ", ".join(f"{kind}: {n}" for kind, n in kinds.items()) + ")." if kinds else ".")]
+    lines += [f"- `{p['path']}`: {p.get('kind', 'other')}: {p['reason']}" for p in report["problems"][:limit]]
     if len(report["problems"]) > limit:
         lines.append(f"- ... {len(report['problems']) - limit} more in report.json")
     lines += [f"- {note}" for note in report["notes"]]
+    unused = report.get("not_used") or []
+    if unused:
+        lines += ["", "## Not used", "", f"{len(unused)} images have no mask (not used)."]
+        lines += [f"- `{p['path']}`: {p['reason']}" for p in unused[:limit]]
+    unlisted = report.get("files_named_by_no_row") or {}
+    if unlisted.get("count"):
+        lines += ["", f"{unlisted['count']} image files in the source folder are named by no row of the table "
+                      "(first: " + ", ".join(f"`{p}`" for p in unlisted["examples"][:5]) + ")."]
     return "\n".join(lines) + "\n"

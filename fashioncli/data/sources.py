@@ -1,10 +1,11 @@
 """From a source to what its importer lists: archives unpacked, the importer chosen (by name, or
 by the detect scores of the registered ones) and run, and its answer checked."""
 import inspect
+import os
 import shutil
 from pathlib import Path
 
-from ..errors import DataError, PluginError
+from ..errors import DataError, PluginError, RecipeError
 from .archives import extract
 from .importing import Imported, normalize_split
 
@@ -43,15 +44,38 @@ def pick_importer(source, importer=None):
     score, best = max(scores, default=(0, None))
     if score <= 0:
         if not Path(str(source)).exists():
-            raise DataError(f"source '{source}' not found (a folder, a .csv/.parquet table, or 'synthetic')")
+            raise missing_source(source)
         raise DataError(f"cannot tell how to read '{source}'; pass an importer (known: {', '.join(datasets.names())})")
     return best, datasets.get(best)
+
+
+def check_source(source, entry, args):
+    """Refuse a source path that does not exist before its importer runs (it would blame the folder's
+    contents), unless the importer makes the source itself: a name it recognises ('synthetic'), or
+    a download (download=true)."""
+    if Path(str(source)).exists() or args.get("download"):
+        return
+    detect = entry.extra.get("detect")
+    if detect is None or not (detect(source) or 0) > 0:
+        downloads = "download" in inspect.signature(entry.factory).parameters
+        raise missing_source(source, f"; or let '{entry.name}' fetch it there: --arg download=true" if downloads else "")
+
+
+def missing_source(source, more=""):
+    """The DataError for a SOURCE that does not exist: where it was looked for, and how to give one."""
+    where = "" if Path(str(source)).is_absolute() else f" (relative to '{os.getcwd()}')"
+    return DataError(f"source '{source}' does not exist{where}; give the dataset's folder, table or archive as "
+                     f"SOURCE: fashion prepare SOURCE OUT, or fashion prepare --recipe NAME SOURCE{more}")
 
 
 def run_importer(entry, source, out, args):
     """The importer ``entry`` run on ``source`` with ``args`` -> its checked ``Imported``."""
     # Importers that write files (IDX -> PNG, drawn images) declare an `out` parameter.
-    entry.check_args(args, injected=("source", "out"))
+    try:  # the importer's signature declares its arguments: `fashion plugins NAME` shows them
+        entry.check_args(args, injected=("source", "out"), where="--arg")
+    except RecipeError as exc:
+        text = str(exc).replace("--arg.args.", "--arg ", 1).replace("--arg.args:", "--arg:", 1)
+        raise RecipeError(f"{text}; see `fashion plugins {entry.name}`") from None
     if "out" in inspect.signature(entry.factory).parameters:
         args = {**args, "out": str(out)}
     imported = entry.factory(str(source), **args)

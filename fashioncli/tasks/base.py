@@ -10,26 +10,30 @@ from dataclasses import dataclass
 
 @dataclass
 class EvalOptions:
-    """How `fashion eval` runs a model: batches, device, loader workers, test-time views, top-k, and
-    the ``report.Report`` (report.html) the task adds its sections to (None: no report)."""
+    """How `fashion eval` runs a model: batches, device, loader workers, test-time views, top-k, the
+    label of the progress bar over its batches (None: no bar; ``inference.iter_outputs``'s ``progress``)
+    and the ``report.Report`` (report.html) the task adds its sections to (None: no report)."""
 
     batch_size: int = 64
     device: object = "cpu"
     num_workers: int = None
     tta: dict = None
     topk: int = 5
+    progress: str = None
     report: object = None
 
 
 @dataclass
 class PredictOptions:
     """How `fashion predict` writes rows: top-k labels, a multi-task model's hierarchy, a segmentation
-    model's overlay format, and the threads that write its files."""
+    model's overlay format, the threads that write its files and the folder they go to (None: beside
+    the rows' file)."""
 
     topk: int = 5
     hierarchy: bool = True
     overlay: str = "jpg"
     num_workers: int = None
+    save_dir: str = None
 
 
 def logits_of(outputs):
@@ -62,6 +66,7 @@ class Task:
     dataset_kind = ""  # the "task" a prepared dataset.json must record for this task to train on it
     exportable = True  # `fashion export` writes it to ONNX and TorchScript
     holds_classes_out = False  # the recipe's data.classes may train on some of the dataset's classes
+    mixes = False  # MixUp/CutMix may blend its training batches (one class label per image, model_args' num_classes)
 
     # -- prepare: classmethods; one source's work is a ``Preparation`` (see ``preparation.py``)
     @classmethod
@@ -83,6 +88,8 @@ class Task:
     # -- train: an instance per run, from the recipe and the prepared dataset
     def __init__(self, recipe, data):
         self.recipe, self.data = recipe, data
+        # The class weights ``criterion`` used (class_weight: balanced|sqrt), written to the run's class_weights.json.
+        self.class_weights = {}
 
     def model_args(self):
         """Arguments fashion passes to the model factory (class counts, heads)."""
@@ -92,9 +99,17 @@ class Task:
         """Which of the split's images training sees (None: all)."""
         return None
 
+    def strata(self, data, split):
+        """Each row's class, for a subset of the split with every class's share (data.fraction);
+        None (the default: no single label per image): the subset is a random draw."""
+        return None
+
     def targets(self, data, split):
         """The split's targets, row for row with its cached images."""
         raise NotImplementedError
+
+    # Whether a target is an image of its own (a mask) that moves with the image under augmentation.
+    spatial_targets = False
 
     def dataset(self, images, targets, transform=None):
         """The torch dataset pairing cached images with targets."""
@@ -107,7 +122,9 @@ class Task:
         raise NotImplementedError
 
     def correct(self, outputs, targets):
-        """(right, counted) of a training batch, for the progress bar."""
+        """(right, counted) of a training batch, for the progress bar: tensors on the device (or numbers).
+        Training sums them and reads them every few steps, so returning tensors keeps the step from
+        waiting on the device."""
         raise NotImplementedError
 
     def reduce(self, outputs, targets):
@@ -239,6 +256,18 @@ class Task:
     def parity_text(cls, parity):
         """How ``parity``'s agreement reads in export's error message."""
         raise NotImplementedError
+
+    @classmethod
+    def agreement(cls, parity):
+        """The share of images (or pixels) whose labels two models agree on, read from ``parity``: a
+        reduced-precision export (int8, fp16) must keep at least export's --min-agreement of it."""
+        return parity["top1_agreement"]
+
+    @classmethod
+    def headline(cls, summary):
+        """(name, value in [0, 1]) of the metric a `fashion eval` ``summary`` of this task leads with:
+        a reduced-precision export may lose at most export's --max-metric-drop of it."""
+        return "accuracy", summary["metrics"]["accuracy"]
 
 
 def _softmax(outputs):

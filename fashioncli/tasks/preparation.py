@@ -33,7 +33,7 @@ class PrepareOptions:
 
 class Preparation:
     """One task's work in `fashion prepare` of one source. prepare calls, in this order: labels,
-    clean, stratum (per sample, to draw splits), after_images, finish, then columns and cells
+    clean, stratum and strata (per sample, to draw splits), after_images, finish, then columns and cells
     (<split>.csv), describe, counts, report_extras and markdown (the report), dataset_meta
     (dataset.json) and summary."""
 
@@ -62,6 +62,11 @@ class Preparation:
     def stratum(self, label):
         """What prepare stratifies drawn splits by: the label (a class) by default; None: one stratum."""
         return label
+
+    def strata(self, label):
+        """The labels a sample carries, each spread evenly over drawn splits: ``[stratum]`` by
+        default. Samples with several (multi-label, several heads) are split iteratively."""
+        return [self.stratum(label)]
 
     def after_images(self, splits, infos, problems):
         """Work that needs the cached images ({split: cache metadata}); rows may leave ``splits``."""

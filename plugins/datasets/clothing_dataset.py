@@ -2,6 +2,7 @@
 folders), from a local copy or downloaded on request."""
 import shutil
 from pathlib import Path
+from typing import Annotated
 
 from fashioncli.api import DataError, Imported, download as fetch, extract, hookimpl, read_table
 
@@ -22,7 +23,11 @@ CLOTHING_URLS = {
 CLOTHING_NON_LABELS = {"Not sure", "Skip"}
 
 
-def clothing_dataset(source, download=False, variant="small"):
+def clothing_dataset(
+    source,
+    download: Annotated[bool, "fetch the dataset into SOURCE when it is not there"] = False,
+    variant: Annotated[str, "which set to download: small (train/validation/test folders) or full (images.csv)"] = "small",
+):
     """alexeygrigorev's clothing dataset: the full set (images.csv) or the small set (train/validation/test)."""
     root = Path(source)
     if not root.exists():
@@ -57,7 +62,8 @@ def _clothing_full(root):
     for image_id, label in zip(columns["image"], columns["label"]):
         path = str((root / "images" / f"{image_id}.jpg").absolute())
         if label in CLOTHING_NON_LABELS or not label:
-            problems.append({"path": path, "reason": f"label '{label}' is not a class (dropped)"})
+            problems.append({"path": path, "reason": f"label '{label}' is not a class (dropped)",
+                             "kind": "label is not a class"})
         else:
             samples.append((path, label, None))
     return Imported(sorted({label for _, label, _ in samples}), samples, problems)

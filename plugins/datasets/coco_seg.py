@@ -7,6 +7,7 @@ import json as jsonlib
 import os
 import re
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
@@ -121,7 +122,14 @@ _COCO_KEYS = ("images", "annotations", "categories")
 _IMAGE_DIR_NAMES = ("images", "imgs", "img", "photos")
 
 
-def coco_seg(source, json=None, images=None, crowd="class"):
+def coco_seg(
+    source,
+    json: Annotated[object, "the annotation JSON(s) to read, relative to the source folder (default: every COCO "
+                    "JSON found)"] = None,
+    images: Annotated[str, "the folder the JSONs' file names are relative to (default: found per JSON)"] = None,
+    crowd: Annotated[str, "iscrowd regions: 'class' paints them with their class, 'ignore' with the ignore "
+                     "index"] = "class",
+):
     """COCO-style instance annotations (the Fashionpedia layout) -> class-index masks.
 
     Layout: a folder with the annotation JSON(s) (at its top or in ``annotations/``) and image

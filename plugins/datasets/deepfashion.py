@@ -26,6 +26,7 @@ Eval/list_eval_partition.txt, prepare makes a seeded split.
 import os
 import warnings
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
@@ -41,7 +42,12 @@ def register_datasets(register):
     register("deepfashion", deepfashion, detect=_detect)
 
 
-def deepfashion(source, attributes="by-type", crop=True):
+def deepfashion(
+    source,
+    attributes: Annotated[str, "'by-type': a multilabel head per attribute type; 'all': one head of all 1000; "
+                          "'none': the category alone"] = "by-type",
+    crop: Annotated[bool, "crop every image to its box from Anno/list_bbox.txt"] = True,
+):
     """DeepFashion Category and Attribute Prediction: head ``category`` (50 classes) and attributes.
 
     attributes: 'by-type' (default): one multilabel head per attribute type (texture, fabric,

@@ -3,6 +3,7 @@ copy or downloaded on request."""
 import gzip
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Annotated
 
 import cv2
 import numpy as np
@@ -29,7 +30,7 @@ FASHION_MNIST_CLASSES = [
 ]
 
 
-def fashion_mnist(source, out, download=False):
+def fashion_mnist(source, out, download: Annotated[bool, "fetch the IDX files into SOURCE when absent"] = False):
     """Fashion-MNIST from its IDX files (.gz or not); images are written as PNGs under <out>/images/."""
     root = Path(source)
     samples = []

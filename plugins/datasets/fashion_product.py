@@ -1,6 +1,7 @@
 """Fashion Product Images (Kaggle's `styles.csv` + `images/`, or the small parquet whose `description`
 reads "master - sub - article - colour - usage") as a multi-task dataset, one head per attribute."""
 from pathlib import Path
+from typing import Annotated
 
 from fashioncli.api import DataError, hookimpl, read_table
 
@@ -22,7 +23,12 @@ PARQUET_PARTS = ["master", "sub", "article", "colour", "usage"]
 HIERARCHY = {"sub": "master", "article": "sub"}
 
 
-def fashion_product(source, heads=None):
+def fashion_product(
+    source,
+    heads: Annotated[object, "the attributes to keep as heads, e.g. [master, sub, article, colour] (default: "
+                     "all the table has)"] = None,
+    group_col: Annotated[str, "a column whose rows of one value are drawn into one split (default: none)"] = None,
+):
     """Fashion Product Images: styles.csv or products.parquet + images/, one head per attribute."""
     root = Path(source)
     if (root / "products.parquet").is_file():
@@ -48,7 +54,7 @@ def fashion_product(source, heads=None):
     if isinstance(wanted, (list, tuple)):
         # A parent kept beside its child makes the hierarchy usable; otherwise it is left out.
         wanted = {h: {"parent": HIERARCHY[h]} if HIERARCHY.get(h) in wanted else None for h in wanted}
-    return table_columns(columns, path, image_col=image_col, root=root, heads=wanted, derive=derive)
+    return table_columns(columns, path, image_col=image_col, root=root, heads=wanted, derive=derive, group_col=group_col)
 
 
 def _detect(source):

@@ -20,6 +20,7 @@ of the same layout should score, since tags are a derived view of a segmentation
 """
 import math
 from pathlib import Path
+from typing import Annotated
 
 from fashioncli.api import (
     COLOUR_DIR, INDEX_DIR, PALETTE_FILE, DataError, Imported, MaskError, class_pixels, describe_unknown, did_you_mean,
@@ -38,7 +39,13 @@ def register_datasets(register):
     register("imat-tags", imat_tags, detect=_detect)
 
 
-def imat_tags(source, classes_file="all", min_fraction=DEFAULT_MIN_FRACTION, min_pixels=None):
+def imat_tags(
+    source,
+    classes_file: Annotated[str, "'all' (every palette class but background), 'evaluated' "
+                            "(evaluated_classes.txt) or a text file of class names"] = "all",
+    min_fraction: Annotated[float, "share of the mask's area a class must cover to become a tag"] = DEFAULT_MIN_FRACTION,
+    min_pixels: Annotated[int, "a fixed pixel count instead of min_fraction"] = None,
+):
     """iMaterialist-Fashion masks -> one multilabel head ``garments``: the classes each image shows.
 
     classes_file: 'all' (every palette class but background, 46 here), 'evaluated'
@@ -61,7 +68,7 @@ def imat_tags(source, classes_file="all", min_fraction=DEFAULT_MIN_FRACTION, min
     splits = split_folders(root)
     if not splits:
         raise DataError(f"'{root}' has no split folder with an {IMAGES_DIR}/ folder (e.g. train/{IMAGES_DIR}/)")
-    listed, copies, problems = [], [], []
+    listed, copies, problems, unused = [], [], [], []
     for split, folder in splits:
         listed += [(path, split, folder.name) for path in iter_image_files(folder / IMAGES_DIR, recursive=False)]
     kept = drop_copies(listed, copies)
@@ -75,7 +82,7 @@ def imat_tags(source, classes_file="all", min_fraction=DEFAULT_MIN_FRACTION, min
             problems.append({"path": str(path), "reason": str(exc)})
             continue
         if mask is None:
-            problems.append({"path": str(path), "reason": f"no mask: neither {folder}/{INDEX_DIR}/{path.stem}.png "
+            unused.append({"path": str(path), "reason": f"no mask (not used): neither {folder}/{INDEX_DIR}/{path.stem}.png "
                                                           f"nor {folder}/{COLOUR_DIR}/{path.stem}.png exists"})
             continue
         if mask.unknown:
@@ -89,7 +96,7 @@ def imat_tags(source, classes_file="all", min_fraction=DEFAULT_MIN_FRACTION, min
         raise DataError(f"no image in '{root}' has a usable mask ({len(problems)} problems)")
     # Mask problems first: the report lists the first 50, and those are the ones to act on.
     heads = {HEAD: {"type": "multilabel", "classes": [names[i] for i in columns]}}
-    return Imported([], samples, problems + copies, heads=heads)
+    return Imported([], samples, problems + copies, heads=heads, unused=unused)
 
 
 def _wanted_classes(root, names, classes_file):

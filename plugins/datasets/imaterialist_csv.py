@@ -6,6 +6,7 @@ import csv as csvlib
 import functools
 import json as jsonlib
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
@@ -42,7 +43,15 @@ KAGGLE_COLUMNS = ("ImageId", "EncodedPixels", "Height", "Width", "ClassId")
 KAGGLE_LABELS = "label_descriptions.json"
 
 
-def imaterialist_csv(source, csv=None, images=None, labels=None):
+def imaterialist_csv(
+    source,
+    csv: Annotated[str, "the CSV, relative to the folder (default: train.csv, else the one CSV with its "
+                   "columns)"] = None,
+    images: Annotated[str, "the image folder (default: the folder named like the CSV beside it, else "
+                      "images/)"] = None,
+    labels: Annotated[str, "the label descriptions JSON (default: label_descriptions.json beside the CSV, "
+                      "else classes are class_<id>)"] = None,
+):
     """The iMaterialist-Fashion Kaggle CSV (2019 and 2020 competitions) -> class-index masks.
 
     Layout: ``train.csv`` with columns ImageId, EncodedPixels, Height, Width, ClassId (one row per

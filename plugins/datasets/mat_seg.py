@@ -1,6 +1,7 @@
 """MATLAB .mat label images (Clothing Co-Parsing and its kin), with a label_list.mat of class names."""
 import functools
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
@@ -19,7 +20,17 @@ MAT_MASK_DIRS = ("annotations/pixel-level", "annotations/pixel_level", "annotati
 MAT_LABELS = "label_list.mat"
 
 
-def mat_seg(source, images=None, masks=None, labels=None, mask_key="groundtruth", labels_key="label_list"):
+def mat_seg(
+    source,
+    images: Annotated[str, "the image folder (default: the first of photos/, images/, JPEGImages/, img/, "
+                      "image/)"] = None,
+    masks: Annotated[str, "the folder of .mat masks (default: the first of annotations/pixel-level/, "
+                     "annotations/, masks/, labels/ holding .mat files)"] = None,
+    labels: Annotated[str, "the label list: a .mat file or a text file of names (default: "
+                      "label_list.mat)"] = None,
+    mask_key: Annotated[str, "the variable holding a mask inside its .mat file"] = "groundtruth",
+    labels_key: Annotated[str, "the variable holding the names inside the label list .mat"] = "label_list",
+):
     """MATLAB .mat label images plus a label list -> class-index masks.
 
     Layout (Clothing Co-Parsing): ``photos/0001.jpg``, ``annotations/pixel-level/0001.mat`` holding
@@ -57,10 +68,10 @@ def mat_seg(source, images=None, masks=None, labels=None, mask_key="groundtruth"
 
     photos = {p.stem: p for p in sorted(image_listing(image_dir).values()) if p.suffix.lower() in IMAGE_EXTENSIONS}
     mats = {p.stem: p for p in sorted(image_listing(mask_dir).values()) if p.suffix.lower() == ".mat"}
-    problems, samples, readers = [], [], []
+    problems, unused, samples, readers = [], [], [], []
     for stem, photo in sorted(photos.items()):
         if stem not in mats:
-            problems.append({"path": str(photo), "reason": f"no mask: {mask_dir.name}/{stem}.mat not found"})
+            unused.append({"path": str(photo), "reason": f"no mask (not used): {mask_dir.name}/{stem}.mat not found"})
             continue
         samples.append((str(photo), None, None))
         readers.append(functools.partial(_mat_mask, mats[stem], mask_key, dtype))
@@ -69,7 +80,7 @@ def mat_seg(source, images=None, masks=None, labels=None, mask_key="groundtruth"
             problems.append({"path": str(mat), "reason": f"no image for this mask in {image_dir.name}/"})
     if not samples:
         raise DataError(f"no image in '{image_dir}' has a mask in '{mask_dir}' ({len(problems)} problems)")
-    return Imported(classes, samples, problems, masks=readers, ignore_index=ignore)
+    return Imported(classes, samples, problems, masks=readers, ignore_index=ignore, unused=unused)
 
 
 def _given_dir(root, value, what):

@@ -12,6 +12,7 @@ the images. An image byte-identical to one in another split is kept only in the 
 val, train (the published imat-fashion-seg valid/ repeats 115 test images).
 """
 from pathlib import Path
+from typing import Annotated
 
 from fashioncli.api import (
     COLOUR_DIR, INDEX_DIR, PALETTE_FILE, DataError, Imported, MaskError, describe_unknown, drop_copies, find_mask,
@@ -28,7 +29,11 @@ def register_datasets(register):
     register("mask-folder", mask_folder, detect=_detect)
 
 
-def mask_folder(source, index_dir=INDEX_DIR, colour_dir=COLOUR_DIR):
+def mask_folder(
+    source,
+    index_dir: Annotated[str, "the folder (beside images/) of class-index mask PNGs"] = INDEX_DIR,
+    colour_dir: Annotated[str, "the folder (beside images/) of colour mask PNGs, read with the palette"] = COLOUR_DIR,
+):
     """Images with index masks (``index_dir``) or colour masks (``colour_dir`` + class_dict.csv).
 
     An image without either mask is a problem row. Unknown colours or index values are reported
@@ -39,14 +44,14 @@ def mask_folder(source, index_dir=INDEX_DIR, colour_dir=COLOUR_DIR):
     splits = split_folders(root, IMAGES_DIR) or ([(None, root)] if (root / IMAGES_DIR).is_dir() else [])
     if not splits:
         raise DataError(f"'{root}' has no {IMAGES_DIR}/ folder, at the top or in split folders (train/{IMAGES_DIR}/)")
-    listed, problems = [], []
+    listed, problems, unused = [], [], []
     for split, folder in splits:
         listed += [(path, split, folder.name) for path in iter_image_files(folder / IMAGES_DIR, recursive=False)]
     kept = drop_copies(listed, problems) if splits[0][0] else listed
     samples, masks = [], []
     for path, split, folder in kept:
         if find_mask(path, index_dir) is None and find_mask(path, colour_dir) is None:
-            problems.append({"path": str(path), "reason": f"no mask: neither {folder}/{index_dir}/{path.stem}.png "
+            unused.append({"path": str(path), "reason": f"no mask (not used): neither {folder}/{index_dir}/{path.stem}.png "
                                                           f"nor {folder}/{colour_dir}/{path.stem}.png exists"})
             continue
         samples.append((str(path), None, split))
@@ -54,7 +59,7 @@ def mask_folder(source, index_dir=INDEX_DIR, colour_dir=COLOUR_DIR):
     if not samples:
         raise DataError(f"no image in '{root}' has a mask ({len(problems)} problems)")
     return Imported(names, samples, problems, masks=masks, palette=None if colours is None else colours.tolist(),
-                    class_sets=_class_sets(root, names))
+                    class_sets=_class_sets(root, names), unused=unused)
 
 
 def _reader(path, colours, index_dir, colour_dir):

@@ -3,10 +3,11 @@ import os
 import posixpath
 import re
 from pathlib import Path
+from typing import Annotated
 
 from fashioncli.api import (
     TABLE_SUFFIXES, DataError, ImageError, Imported, check_box, derive_columns, head_labels, hookimpl,
-    normalize_heads, pick_column, read_table,
+    iter_image_files, normalize_heads, pick_column, read_table,
 )
 
 
@@ -22,28 +23,42 @@ LABEL_COLUMNS = ("label", "class", "category", "target", "class_name")
 SPLIT_COLUMNS = ("split", "subset")
 
 
-def table(source, image_col=None, label_col=None, root=None, split_col=None, heads=None, derive=None,
-          box_cols=None):
+def table(
+    source,
+    image_col: Annotated[str, "the column of image paths (default: the first of "
+                         + ", ".join(IMAGE_COLUMNS) + ")"] = None,
+    label_col: Annotated[str, "the column of class labels (default: the first of "
+                         + ", ".join(LABEL_COLUMNS) + ")"] = None,
+    root: Annotated[str, "the folder relative image paths start from (default: the table's folder)"] = None,
+    split_col: Annotated[str, "the column naming each row's split, train/val/test (default: a 'split' or "
+                         "'subset' column; none: prepare draws the splits)"] = None,
+    heads: Annotated[object, "label columns as the heads of a multi-task model: [a, b] or {head: {column, "
+                     "type: categorical|binary|multilabel, sep, columns, missing, parent, classes}}"] = None,
+    derive: Annotated[dict, "composite columns to split first, e.g. {description: {sep: ' - ', "
+                      "into: [master, sub]}}"] = None,
+    box_cols: Annotated[object, "four columns x1,y1,x2,y2 with each row's bounding box in source pixels: "
+                        "the image is cropped to it (default: whole images)"] = None,
+    group_col: Annotated[str, "a column whose rows of one value (a product id, a sender, one photo) are "
+                         "drawn into one split (default: none)"] = None,
+):
     """A CSV/TSV/parquet table of image paths and labels (optional split column), or of several
     label columns for a multi-task model (``heads``).
 
-    Relative paths are resolved against ``root`` (default: the table's folder); Windows
-    separators are accepted, and a path whose leading folders do not exist under root (a table
-    written elsewhere, e.g. 'data/images\\1.jpg' next to 'images/') is found by dropping them.
-    heads: label columns as heads (see ``fashioncli.api.normalize_heads``);
-    derive: composite columns to split first, e.g. {description: {sep: ' - ', into: [master, sub]}};
-    box_cols: four columns x1,y1,x2,y2 (a list or 'x1,y1,x2,y2') holding each row's bounding box in
-        source pixels: the image is cropped to it. A row may list the same image again with another
-        box (two garments in one photo); a row with all four cells empty uses the whole image.
+    Windows separators are accepted, and a path whose leading folders do not exist under root (a
+    table written elsewhere, e.g. 'data/images\\1.jpg' next to 'images/') is found by dropping
+    them. A row may list the same image again with another box (two garments in one photo); a row
+    with all four box cells empty uses the whole image. Image files under root that no row names
+    are counted in prepare's report.
     """
     path = Path(source)
     if not path.is_file():
         raise DataError(f"table '{path}' not found")
-    return table_columns(read_table(path), path, image_col, label_col, root, split_col, heads, derive, box_cols)
+    return table_columns(read_table(path), path, image_col, label_col, root, split_col, heads, derive, box_cols,
+                         group_col)
 
 
 def table_columns(columns, path, image_col=None, label_col=None, root=None, split_col=None, heads=None, derive=None,
-                  box_cols=None):
+                  box_cols=None, group_col=None):
     """``table`` on columns already read ({name: [text]}), for importers of tables with a known layout."""
     derive_columns(columns, derive, path)
     names = list(columns)
@@ -58,18 +73,23 @@ def table_columns(columns, path, image_col=None, label_col=None, root=None, spli
         split_col = next((c for c in names if c.lower() in SPLIT_COLUMNS), None)
     else:
         pick_column(names, split_col, (), "split", path)
-    resolve = _resolver(Path(root) if root else path.parent)
+    groups_of = columns[pick_column(names, group_col, (), "group", path)] if group_col else None
+    folder = Path(root) if root else path.parent
+    resolve = _resolver(folder)
 
-    samples, problems, classes, kept_boxes = [], [], set(), []
+    samples, problems, classes, kept_boxes, groups = [], [], set(), [], {}
     splits = columns[split_col] if split_col else [None] * len(columns[image_col])
     for line, (image, label, split, box) in enumerate(zip(columns[image_col], labels, splits, boxes), start=2):
+        group = groups_of[line - 2] if groups_of else None
+        if group and group.strip() and image and image.strip():
+            groups.setdefault(resolve(image), group.strip())
         where = f"{path.name} row {line}"
         if not image or not image.strip():
             problems.append({"path": where, "reason": f"empty '{image_col}'"})
             continue
         if declared is None:
             if label is None or not label.strip():
-                problems.append({"path": resolve(image), "reason": f"{where}: empty '{label_col}'"})
+                problems.append({"path": resolve(image), "reason": f"{where}: empty '{label_col}'", "kind": "no label"})
                 continue
             label = label.strip()
             classes.add(label)
@@ -82,7 +102,10 @@ def table_columns(columns, path, image_col=None, label_col=None, root=None, spli
         kept_boxes.append(box)
     if not samples:
         raise DataError(f"table '{path}' lists no usable images")
-    return Imported(sorted(classes), samples, problems, heads=declared, boxes=kept_boxes if box_cols else None)
+    named = {os.path.normpath(p) for p, *_ in samples}
+    unlisted = [str(p) for p in iter_image_files(folder) if os.path.normpath(os.path.abspath(p)) not in named]
+    return Imported(sorted(classes), samples, problems, heads=declared, boxes=kept_boxes if box_cols else None,
+                    groups=groups or None, unlisted=unlisted)
 
 
 def _box_cells(columns, box_cols, path):

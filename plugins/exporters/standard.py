@@ -11,6 +11,9 @@ factory returns an object with
       or ``metadata["output"]`` lists; ``example`` is a batch of 2) to ``path`` with the JSON-able
       ``metadata`` inside the file; return extra summary facts
   ``load(path)``, only for an exporter registered without ``open``: the engine for the parity check.
+  ``convert(src, dst, precision, calibration)``, optional: write the file ``src`` at a reduced
+      ``precision`` ("int8", "fp16") to ``dst``, with ``calibration`` (uint8 batches of the model's
+      images, for int8) -> facts for the summary; `fashion export --quantize int8 / --half` needs it
 
 torch is imported inside ``save``: fashioncli.engines reads this module's registration to open an
 .onnx file where only onnxruntime is installed.
@@ -44,6 +47,11 @@ class OnnxExporter:
 
     def load(self, path):  # for plugins that subclass this exporter and register no engine of their own
         return OnnxEngine(path, device="cpu")
+
+    def convert(self, src, dst, precision, calibration=None):
+        from .quantize import convert
+
+        return convert(src, dst, precision, calibration)
 
 
 class TorchScriptExporter:

@@ -16,7 +16,7 @@ def create_timm(backbone, pretrained=False, num_classes=0, **kwargs):
     if not timm.is_model(backbone):
         raise UnknownNameError(
             f"unknown timm backbone '{backbone}'{did_you_mean(backbone, timm.list_models())}; "
-            "list them with: python -c \"import timm; print(timm.list_models('*name*'))\""
+            "list them with: fashion models '*name*'"
         )
     kind, file = weights.resolve(pretrained, backbone)
     # Ported weight files carry a classifier and pair tensors up in order: load them into a model

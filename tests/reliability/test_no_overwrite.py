@@ -92,7 +92,7 @@ def test_segmentation_predict_inside_its_input_folder_never_predicts_its_own_mas
         result = CliRunner().invoke(cli, ["predict", str(segmentation_checkpoint), str(photos), "-o", str(out)])
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["rows"] == 2
-    assert sorted(p.name for p in (photos / "masks").iterdir()) == ["img_0.png", "img_1.png"]
+    assert sorted(p.name for p in (photos / "preds_masks").iterdir()) == ["img_0.png", "img_1.png"]
 
 
 def test_eval_and_export_refuse_outputs_on_their_inputs(tiny_prepared, tmp_path, tally):

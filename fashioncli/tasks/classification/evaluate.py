@@ -28,7 +28,8 @@ def evaluate_classification(task, model, meta, root, split, out, options):
     loader = make_loader(dataset, options.batch_size, num_workers=options.num_workers)
 
     outputs, targets, unreadable = [], [], []
-    for batch_outputs, batch in iter_outputs(model, loader, options.device, pre["mean"], pre["std"], tta=options.tta):
+    for batch_outputs, batch in iter_outputs(model, loader, options.device, pre["mean"], pre["std"], tta=options.tta,
+                                              progress=options.progress):
         outputs.append(batch_outputs)
         targets.append(batch[1])
         if len(batch) == 4:  # FileImages: (x, label, index, error)

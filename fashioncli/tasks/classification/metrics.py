@@ -16,7 +16,8 @@ def classification_metrics(logits, targets, classes, topk=5, extra=()):
     """Single-label metrics from the registered metric factories (torchmetrics).
 
     -> {"accuracy", "top{k}_accuracy" (k = min(topk, C)), "precision_macro", "recall_macro",
-    "f1_macro", "auroc_macro": floats (None when undefined), "per_class": {class: {precision,
+    "f1_macro", "balanced_accuracy" (mean recall over classes present), "majority_baseline" (the
+    accuracy of always answering the most common class), "auroc_macro": floats (None when undefined), "per_class": {class: {precision,
     recall, f1, auroc, support}}, "confusion_matrix": C x C list (rows true, columns predicted)}.
 
     Macro AUROC (one-vs-rest) averages only classes with both positives and negatives, since
@@ -42,6 +43,7 @@ def classification_metrics(logits, targets, classes, topk=5, extra=()):
     result = {"accuracy": json_number(compute("accuracy")), f"top{k}_accuracy": json_number(compute("top_k_accuracy", k=k))}
     for name in ("precision", "recall", "f1"):
         result[f"{name}_macro"] = json_number(compute(name))
+    result.update(balanced_accuracy(matrix))
     per_class = {name: compute(name, average="none") for name in ("precision", "recall", "f1")}
     with warnings.catch_warnings():  # "no positive samples" for absent classes: handled below
         warnings.simplefilter("ignore", UserWarning)
@@ -71,6 +73,18 @@ def classification_metrics(logits, targets, classes, topk=5, extra=()):
     }
     result["confusion_matrix"] = matrix.tolist()
     return result
+
+
+def balanced_accuracy(matrix):
+    """{"balanced_accuracy": mean recall over the classes present in truth, "majority_baseline":
+    the accuracy of always predicting the most common true class} of a confusion matrix (rows true)."""
+    matrix = torch.as_tensor(matrix, dtype=torch.float64)
+    support = matrix.sum(1)
+    present = support > 0
+    if not present.any():
+        return {"balanced_accuracy": None, "majority_baseline": None}
+    recall = matrix.diagonal()[present] / support[present]
+    return {"balanced_accuracy": json_number(recall.mean()), "majority_baseline": json_number(support.max() / support.sum())}
 
 
 def extra_metric_names():

@@ -31,7 +31,8 @@ class ClassificationPreparation(Preparation):
         for path, label, split, box in checked_samples(imported, problems):
             if label not in known:
                 if classes is None:
-                    problems.append({"path": path, "reason": f"label '{label}' is not one of the importer's classes"})
+                    problems.append({"path": path, "reason": f"label '{label}' is not one of the importer's classes",
+                                     "kind": "label is not a class"})
                 else:
                     left_out[label] += 1  # left out on purpose: a note, not a problem
                 continue

@@ -9,6 +9,7 @@ class ClassificationTask(Task):
     name = "classification"
     dataset_kind = "classification"
     holds_classes_out = True
+    mixes = True
 
     # -- prepare
     @classmethod
@@ -39,6 +40,9 @@ class ClassificationTask(Task):
         """The split's images of the chosen classes (None: all)."""
         return np.flatnonzero(self.targets(data, split) >= 0) if self.held_out else None
 
+    def strata(self, data, split):
+        return self.targets(data, split)
+
     def targets(self, data, split):
         return self.index[data.labels(split)]
 
@@ -46,10 +50,29 @@ class ClassificationTask(Task):
         from ...plugins import get
 
         loss = self.recipe["loss"]
-        return get("losses").create(loss["name"], **loss["args"])
+        return get("losses").create(loss["name"], **loss["args"], **self.weight_args())
+
+    def weight_args(self):
+        """The loss's per-class weights from the recipe's class_weight and the train split (computed once)."""
+        from ..class_weights import loss_args, setting, softmax_weights
+
+        chosen = setting(self.recipe.get("class_weight"), "recipe")
+        if chosen is None:
+            return {}
+        if not self.class_weights:
+            targets = self.targets(self.data, self.recipe["data"]["train_split"])
+            counts = np.bincount(targets[targets >= 0], minlength=len(self.classes))
+            weights = softmax_weights(counts, *chosen)
+            self.class_weights = {"loss": {"mode": chosen[0], "cap": chosen[1], "argument": None,
+                                           "weights": dict(zip(self.classes, weights)),
+                                           "train_images": dict(zip(self.classes, counts.tolist()))}}
+        entry = self.class_weights["loss"]
+        args = loss_args(self.recipe["loss"], self.recipe["loss"]["args"], list(entry["weights"].values()), False, "recipe")
+        entry["argument"] = next(iter(args))
+        return args
 
     def correct(self, outputs, targets):
-        return (logits_of(outputs).argmax(1) == targets).sum().item(), targets.numel()
+        return (logits_of(outputs).argmax(1) == targets).sum(), targets.numel()
 
     def validate(self, outputs, targets):
         import torch

@@ -1,7 +1,8 @@
 """`fashion eval` for a multi-task checkpoint: metrics per head, reports per head, one predictions table.
 
     <out>/summary.json              every head's scalar metrics, mean accuracy, mean AP, thresholds
-    <out>/heads.csv                 one row per head: type, support, accuracy, macro F1, AUROC, mAP
+    <out>/heads.csv                 one row per head: type, support, accuracy, balanced accuracy, majority
+                                    baseline, macro F1, AUROC, mAP
     <out>/<head>/per_class.csv      categorical: P/R/F1/AUROC/support; sigmoid: AP/AUROC/P/R/F1/threshold
     <out>/<head>/confusion_matrix.csv|.png   categorical heads
     <out>/predictions.csv           path, then <head>_true, <head>_pred, <head>_score per head
@@ -15,7 +16,7 @@ from .metrics import multitask_metrics
 from .heads import LABEL_SEP, decode, encode_split, heads_from_json
 from ...io import write_csv
 
-SCALARS = ("support", "accuracy", "f1_macro", "auroc_macro", "map")
+SCALARS = ("support", "accuracy", "balanced_accuracy", "majority_baseline", "f1_macro", "auroc_macro", "map")
 
 
 def evaluate_heads(model, meta, root, split, out, options):
@@ -35,7 +36,8 @@ def evaluate_heads(model, meta, root, split, out, options):
         raise DataError(f"split '{split}' of '{root}' is empty")
     dataset = CachedImages(data.cache(split, pre["image_size"]), targets, image_size=pre["image_size"])
     loader = make_loader(dataset, options.batch_size, num_workers=options.num_workers)
-    logits, targets = run_model(model, loader, options.device, pre["mean"], pre["std"], tta=options.tta)
+    logits, targets = run_model(model, loader, options.device, pre["mean"], pre["std"], tta=options.tta,
+                                progress=options.progress)
 
     result = multitask_metrics(heads, logits, targets, thresholds=thresholds, topk=options.topk)
     _write_head_reports(out, heads, result)
@@ -47,7 +49,8 @@ def evaluate_heads(model, meta, root, split, out, options):
     return {
         "data": str(root), "split": split, "num_samples": len(paths), "task": "multitask",
         "metrics": {
-            "mean_accuracy": result["mean_accuracy"], **({"mean_ap": result["mean_ap"]} if "mean_ap" in result else {}),
+            "mean_accuracy": result["mean_accuracy"], "mean_balanced_accuracy": result["mean_balanced_accuracy"],
+            **({"mean_ap": result["mean_ap"]} if "mean_ap" in result else {}),
             "heads": {n: {k: v for k, v in r.items() if not isinstance(v, (dict, list))} for n, r in result["heads"].items()},
         },
         "thresholds": thresholds, "tta": options.tta, "out": str(out),

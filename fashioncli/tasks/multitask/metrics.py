@@ -85,6 +85,13 @@ def _sigmoid_metrics(head, logits, targets, thresholds):
     active = (positives > 0) | (preds.sum(0) > 0)
     any_active = bool(active.any())
     result = {"support": n}
+    # Balanced accuracy per label, (TPR + TNR) / 2, averaged over labels with positives and
+    # negatives; the majority baseline answers each label's more common value.
+    tp, tn = ((preds == 1) & (target == 1)).sum(0).double(), ((preds == 0) & (target == 0)).sum(0).double()
+    both = (positives > 0) & (positives < n)
+    balanced = (tp / positives.clamp(min=1) + tn / (n - positives).clamp(min=1)) / 2
+    result["balanced_accuracy"] = json_number(balanced[both].mean()) if both.any() else None
+    result["majority_baseline"] = json_number(torch.maximum(positives, n - positives).double().mean() / n)
     element_accuracy = json_number(multilabel_accuracy(preds, target, L, average="micro"))
     if head.type == "binary":
         result["accuracy"] = element_accuracy
@@ -182,9 +189,11 @@ def tune_thresholds(probs, targets, grid=None):
 
 
 def multitask_metrics(heads, logits, targets, thresholds=None, topk=5):
-    """{"heads": {name: head_metrics}, "mean_accuracy", and "mean_ap" when any head is binary/multilabel}.
+    """{"heads": {name: head_metrics}, "mean_accuracy", "mean_balanced_accuracy", and "mean_ap"
+    when any head is binary/multilabel}.
 
     "mean_accuracy": unweighted mean over categorical (top-1) and binary (element) heads;
+    "mean_balanced_accuracy": over every head (a sigmoid head's: its labels' mean (TPR + TNR) / 2);
     "mean_ap": mean of the binary/multilabel heads' mAP. Heads with no present rows are left out
     of both means (None when nothing is left). ``thresholds``: {name: threshold(s)} for sigmoid heads.
     """
@@ -192,7 +201,8 @@ def multitask_metrics(heads, logits, targets, thresholds=None, topk=5):
     out = {name: head_metrics(head, logits[name], targets[name], thresholds.get(name), topk=topk)
            for name, head in heads.items()}
     result = {"heads": out, "mean_accuracy": _mean(
-        out[name]["accuracy"] for name, head in heads.items() if head.type in ("categorical", "binary"))}
+        out[name]["accuracy"] for name, head in heads.items() if head.type in ("categorical", "binary")),
+        "mean_balanced_accuracy": _mean(out[name].get("balanced_accuracy") for name in heads)}
     sigmoid = [name for name, head in heads.items() if head.sigmoid]
     if sigmoid:
         result["mean_ap"] = _mean(out[name]["map"] for name in sigmoid)
@@ -208,10 +218,10 @@ def flat_metrics(result):
     """
     flat = {}
     for name, m in result["heads"].items():
-        for key in ("accuracy", "f1_macro", "auroc_macro", "map"):
+        for key in ("accuracy", "balanced_accuracy", "f1_macro", "auroc_macro", "map"):
             if key in m:
                 flat[f"{name}_{key}"] = m[key]
-    for key in ("mean_accuracy", "mean_ap"):
+    for key in ("mean_accuracy", "mean_balanced_accuracy", "mean_ap"):
         if key in result:
             flat[key] = result[key]
     return {k: math.nan if v is None else float(v) for k, v in flat.items()}

@@ -61,6 +61,15 @@ class MultiTaskPreparation(Preparation):
         """The first head's cell."""
         return label[0] if label else None
 
+    def strata(self, label):
+        """Every known label of every head ('head=label'): several heads or a multi-label head are
+        split iteratively, so that each label's positives reach every split."""
+        found = []
+        for (name, spec), cell in zip(self.heads.items(), label):
+            values = cell.split(LABEL_SEP) if spec["type"] == "multilabel" else [cell]
+            found += [f"{name}={v}" for v in values if v]
+        return found
+
     def finish(self, splits, notes):
         self.heads = finish_heads(self.heads, [r[1] for rows in splits.values() for r in rows], notes)
 

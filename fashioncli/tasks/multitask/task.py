@@ -36,6 +36,7 @@ class MultiTask(Task):
         self.config = {name: {**template, **(cfg or {})} for name, cfg in chosen.items()}
         self.heads = {name: known[name] for name in chosen}
         self.thresholds = {}
+        self._train_targets = None  # encoded once, for class weights
 
     def model_args(self):
         mlp = ("hidden", "batch_norm", "dropout")
@@ -75,9 +76,39 @@ class MultiTask(Task):
         for name, head in self.heads.items():
             cfg = self.config[name]
             spec = cfg.get("loss") or {"name": "bce" if head.sigmoid else "cross_entropy", "args": {}}
-            losses[name] = get("losses").create(spec["name"], **(spec.get("args") or {}))
+            losses[name] = get("losses").create(spec["name"], **(spec.get("args") or {}), **self.weight_args(name, spec))
             weights[name] = cfg.get("weight", 1.0)
         return MultiTaskLoss(self.heads, losses, weights)
+
+    def weight_args(self, name, loss):
+        """The head's loss's per-class weights (class_weight: balanced|sqrt), from the train split, computed once."""
+        import numpy as np
+
+        from ..class_weights import loss_args, setting, sigmoid_weights, softmax_weights
+
+        head, where = self.heads[name], f"heads.{name}"
+        chosen = setting(self.config[name].get("class_weight"), where)
+        if chosen is None:
+            return {}
+        if name not in self.class_weights:
+            if self._train_targets is None:
+                self._train_targets = encode_split(self.data, self.recipe["data"]["train_split"], self.heads)
+            t = np.asarray(self._train_targets[name])
+            if head.sigmoid:
+                known = t[(t >= 0).all(1)]
+                counts = known.sum(0)
+                weights = sigmoid_weights(counts, len(known), *chosen)
+            else:
+                counts = np.bincount(t[t >= 0], minlength=head.outputs)
+                weights = softmax_weights(counts, *chosen)
+            self.class_weights[name] = {"mode": chosen[0], "cap": chosen[1], "argument": None,
+                                        "weights": dict(zip(head.classes, weights)),
+                                        ("positives" if head.sigmoid else "train_images"):
+                                            dict(zip(head.classes, np.asarray(counts).astype(int).tolist()))}
+        entry = self.class_weights[name]
+        args = loss_args(loss, loss.get("args"), list(entry["weights"].values()), head.sigmoid, where)
+        entry["argument"] = next(iter(args))
+        return args
 
     def correct(self, outputs, targets):
         right = counted = 0
@@ -85,8 +116,8 @@ class MultiTask(Task):
             if head.type == "categorical":
                 t = targets[name]
                 keep = present(head, t)
-                right += (outputs[name].argmax(1)[keep] == t[keep]).sum().item()
-                counted += int(keep.sum())
+                right = right + ((outputs[name].argmax(1) == t) & keep).sum()  # no boolean indexing: no sync
+                counted = counted + keep.sum()
         return right, counted
 
     def validate(self, outputs, targets):
@@ -203,3 +234,10 @@ class MultiTask(Task):
         from ..classification.export import agreement_text
 
         return agreement_text(parity)
+
+    @classmethod
+    def headline(cls, summary):
+        metrics = summary["metrics"]
+        if metrics.get("mean_accuracy") is not None:
+            return "mean_accuracy", metrics["mean_accuracy"]
+        return "mean_ap", metrics["mean_ap"]

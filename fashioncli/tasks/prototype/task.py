@@ -5,6 +5,7 @@ from ..classification import ClassificationTask
 
 class PrototypeTask(ClassificationTask):
     name = "prototype"
+    mixes = False  # its loss pulls each image to its own class's prototype
 
     # -- prepare
     @classmethod

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ...data.loaders import make_loader
+from ...progress import bar
 from ...errors import DataError
 from ...data.masks import read_index_mask, resize_mask
 from ...io import write_csv, write_json
@@ -76,7 +77,7 @@ def evaluate_segmentation(model, meta, root, split, out, options):
     samples, shown = [], []  # grid.png's (at the model's size) and report.html's (at the mask's)
     model.eval()
     with torch.inference_mode():
-        for x, index in loader:
+        for x, index in bar(loader, options.progress, enabled=options.progress is not None):
             logits = segment_logits(model, normalize(x.to(device), pre["mean"], pre["std"]), tta)
             for j, i in enumerate(index.tolist()):
                 mask = read_index_mask(rows[i]["mask"])
@@ -96,29 +97,31 @@ def evaluate_segmentation(model, meta, root, split, out, options):
                [[c, *row] for c, row in zip(classes, conf.tolist())])
     write_json(out / "class_sets.json", report["class_sets"])  # each set's classes and per-class IoU
     grid_png(out / "grid.png", samples, colours_of(meta), classes)
-    metrics = {k: v for k, v in report.items() if k not in ("per_class", "class_sets")}
+    metrics = {k: v for k, v in report.items() if k not in ("per_class", "class_sets", "miou_averages")}
     metrics.update({f"miou_{name}": entry["miou"] for name, entry in report["class_sets"].items()})
     summary = {"data": str(root), "split": split, "num_samples": len(rows), "num_classes": len(classes),
                "metrics": metrics, "class_sets": {n: len(e["classes"]) for n, e in report["class_sets"].items()},
+               # each mIoU's class count, and the classes without pixels in truth or prediction
+               "miou_averages": report["miou_averages"],
                "out": str(out),
                "files": ["summary.json", "per_class.csv", "class_sets.json", "confusion_matrix.csv", "grid.png"]}
-    reference = (meta.get("recipe") or {}).get("eval", {}).get("reference") or {}
-    if reference:
-        summary["reference"] = {k: {"measured": metrics.get(k), "report": v} for k, v in reference.items()}
     write_json(out / "summary.json", summary)
     if options.report is not None:
-        report_sections(options.report, report, conf, classes, summary.get("reference"), meta, rows, images, shown)
+        report_sections(options.report, report, metrics, conf, classes, meta, rows, images, shown)
     return summary
 
 
-def report_sections(page, report, conf, classes, reference, meta, rows, images, shown):
-    """report.html: per-class IoU as bars beside the recipe's reference figures (eval.reference),
-    the per-class table, the pixel confusion matrix, and sample rows image | truth | prediction at
-    the mask's own resolution with each image's IoU."""
+def report_sections(page, report, metrics, conf, classes, meta, rows, images, shown):
+    """report.html: per-class IoU as bars beside the recipe's reference figures (eval.reference, when
+    they were measured on this data: ``page.reference``), the per-class table, the pixel confusion
+    matrix, and sample rows image | truth | prediction at the mask's own resolution with each
+    image's IoU."""
     from ...plots import bar_chart
     from ...report import loose, picture_uri
 
     per_class = report["per_class"]
+    given = page.reference
+    reference = {k: {"measured": metrics.get(k), "report": v["report"]} for k, v in (given.get("reference") or {}).items()}
     lines = {"mIoU": report["miou"], **({"report's mIoU": reference["miou"]["report"]} if reference and "miou" in reference else {})}
     chart = loose().figure(bar_chart([r["class"] for r in per_class], [r["iou"] for r in per_class],
                                      "IoU per class", "IoU", lines=lines),
@@ -130,7 +133,7 @@ def report_sections(page, report, conf, classes, reference, meta, rows, images, 
                         else v["measured"] - v["report"]] for k, v in reference.items()],
                       title="against the reference figures (eval.reference)")
     else:
-        figures.text("The recipe gives no reference figures (eval.reference) to compare with.")
+        figures.text(given.get("reference_left_out") or "The recipe gives no reference figures (eval.reference) to compare with.")
     figures.table(["class set", "classes", "mIoU"],
                   [[name, len(entry["classes"]), entry["miou"]] for name, entry in report["class_sets"].items()],
                   title="class sets", bars=("mIoU",))

@@ -153,12 +153,27 @@ def segmentation_report(conf, classes, class_sets=None, background=0):
              "recall": json_number(per_recall[i]), "pixels": int(conf[i].sum()), "predicted": int(conf[:, i].sum())}
             for i, name in enumerate(classes)],
         "class_sets": {},
+        "miou_averages": {"miou": averaged(conf, classes), "fg_bg_miou": averaged(merge(conf, fg_groups, 2),
+                                                                                  ["background", "foreground"])},
     }
     for set_name, keep in (class_sets or {}).items():
         groups, names = subset_mapping(classes, keep, background)
-        merged = iou(merge(conf, groups, len(names)))
+        merged_conf = merge(conf, groups, len(names))
+        merged = iou(merged_conf)
         report["class_sets"][set_name] = {
             "classes": names, "miou": json_number(_nanmean(merged)),
             "per_class": {name: json_number(merged[i]) for i, name in enumerate(names)}}
+        report["miou_averages"][f"miou_{set_name}"] = averaged(merged_conf, names)
     return report
+
+
+def averaged(conf, classes):
+    """What an mIoU averages: {"classes": how many of "of" (those with a pixel in truth or
+    prediction), "no_truth_pixels", "no_predicted_pixels": class names}. A class in neither list
+    counts; one in both is left out of the mean; one only without truth pixels counts as IoU 0."""
+    conf = torch.as_tensor(conf)
+    truth, predicted = conf.sum(1), conf.sum(0)
+    return {"classes": int(((truth > 0) | (predicted > 0)).sum()), "of": len(classes),
+            "no_truth_pixels": [c for c, n in zip(classes, truth.tolist()) if n == 0],
+            "no_predicted_pixels": [c for c, n in zip(classes, predicted.tolist()) if n == 0]}
 

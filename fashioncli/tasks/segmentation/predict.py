@@ -5,11 +5,15 @@ probabilities (N, C, S, S) (the checkpoint's model, or an exported file, which h
 the softmax inside), and ``MaskRows`` is the row layout that turns them into files and rows. For each
 readable image:
 
-- ``<out folder>/masks/<name>.png``: the argmax mask at the model's size, resized to the source
-  image's height and width with nearest-neighbour interpolation; one byte per pixel, the class index
-  (``masks.read_index_mask`` reads it back);
-- ``<out folder>/overlays/<name>.jpg`` (or ``.png``, or none): the class colours (the checkpoint's
-  palette, else VOC colours) blended onto the source image at full size;
+- ``<masks>/<name>.png``: the argmax mask at the model's size, resized to the source image's height
+  and width with nearest-neighbour interpolation; a palette PNG holding the class index of every
+  pixel, shown in the class colours (``masks.read_index_mask`` reads the indices back);
+- ``<overlays>/<name>.jpg`` (or ``.png``, or none): the class colours (the checkpoint's palette, else
+  VOC colours) blended onto the source image at full size;
+
+where ``<masks>`` and ``<overlays>`` are ``<out stem>_masks/`` and ``<out stem>_overlays/`` beside
+``out`` (``preds.csv``: ``preds_masks/``; so a second ``out`` in the same folder has masks of its
+own), or ``masks/`` and ``overlays/`` in ``save_dir`` (predict's --save-dir) when given;
 - one row: path, mask, overlay, height, width, the area (fraction of pixels) of each class, error.
   CSV has a column ``area_<class>`` per class (0 where absent: a table any reader sums or filters);
   JSONL a dict ``areas`` of the classes present.
@@ -48,7 +52,7 @@ class MaskRows:
     """The row layout of `fashion predict` for a segmentation model (``Task.row_layout``): writes each
     image's mask (and overlay) and yields its row."""
 
-    def __init__(self, meta, out, fmt, overlay="jpg", workers=None):
+    def __init__(self, meta, out, fmt, overlay="jpg", workers=None, save_dir=None):
         from .render import colours_of
 
         if overlay not in OVERLAY_FORMATS:
@@ -57,10 +61,11 @@ class MaskRows:
         self.colours = colours_of(meta)
         self.size = int(meta["preprocessing"]["image_size"])
         self.out, self.fmt, self.overlay = Path(out), fmt, overlay
-        self.masks_dir = self.out.parent / "masks"
-        self.overlays_dir = None if overlay == "none" else self.out.parent / "overlays"
-        # Written beside out: never read back as inputs, even when out is inside an input folder.
-        self.folders = (self.masks_dir, self.out.parent / "overlays")
+        masks, overlays = save_folders(self.out, save_dir)
+        self.masks_dir = masks
+        self.overlays_dir = None if overlay == "none" else overlays
+        # Never read back as inputs, even when they are inside an input folder.
+        self.folders = (masks, overlays)
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.columns = ("path", "mask", "overlay", "height", "width",
                         *(area_column(c) for c in self.classes), "error")
@@ -111,7 +116,7 @@ class MaskRows:
         mask = resize_mask(small_mask, height, width)
         row.update(height=height, width=width, areas=class_areas(mask, self.classes))
         row["mask"] = str(self.masks_dir / f"{name}.png")
-        write_mask_png(row["mask"], mask)
+        write_mask_png(row["mask"], mask, self.colours)
         if image is not None:
             row["overlay"] = str(self.overlays_dir / f"{name}.{self.overlay}")
             write_overlay(row["overlay"], blend(image, mask, self.colours, OVERLAY_ALPHA))
@@ -123,6 +128,13 @@ class MaskRows:
         areas = [] if row["error"] else [row["areas"].get(c, 0) for c in self.classes]
         return [cell(row["path"]), cell(row["mask"]), cell(row["overlay"]), cell(row["height"]), cell(row["width"]),
                 *(areas or [""] * len(self.classes)), cell(row["error"])]
+
+
+def save_folders(out, save_dir=None):
+    """-> (masks folder, overlays folder) of a prediction written to ``out`` (see the module's docstring)."""
+    if save_dir is not None:
+        return Path(save_dir) / "masks", Path(save_dir) / "overlays"
+    return out.with_name(f"{out.stem}_masks"), out.with_name(f"{out.stem}_overlays")
 
 
 def class_areas(mask, classes):

@@ -1,12 +1,15 @@
 """Pictures of segmentation masks: class colours, colour masks, overlays, the image / truth /
-prediction grid, and index-mask PNGs.
+prediction grid, and index-mask PNGs (palette PNGs: viewable, and the index kept per pixel).
 
 Masks are (H, W) integer arrays of class indices, 0 = background; a value outside the colour
 table (the ignore index 255, an unknown colour) is drawn in ``IGNORE_COLOUR``.
 """
+import io
+
 import cv2
 import numpy as np
 from matplotlib.patches import Patch
+from PIL import Image
 
 from ...io import atomic_path
 from ...plots import plt, save_figure  # plots selects the Agg backend before pyplot loads
@@ -101,16 +104,35 @@ def grid_png(path, samples, colours, classes, titles=("image", "truth", "predict
     save_figure(fig, path)
 
 
-def write_mask_png(path, mask):
-    """Write an (H, W) index mask as a single-channel PNG (uint8, or uint16 for values > 255),
-    atomically; ``masks.read_index_mask`` reads it back."""
+def write_mask_png(path, mask, colours=None):
+    """Write an (H, W) index mask atomically, read back by ``masks.read_index_mask``: values up to
+    255 as a palette PNG, a viewer shows the classes in ``colours`` (VOC colours when None) with the
+    index value still stored per pixel; larger values as a 16-bit single-channel PNG."""
     mask = np.asarray(mask)
     if mask.ndim != 2 or not mask.size or not np.issubdtype(mask.dtype, np.integer):
         raise ValueError(f"expected a non-empty (H, W) integer mask, not {mask.dtype} of shape {mask.shape}")
     low, high = int(mask.min()), int(mask.max())
     if low < 0 or high > 65535:
         raise ValueError(f"mask values {low}..{high} do not fit a PNG (0..65535)")
-    _write_png(path, mask.astype(np.uint8 if high <= 255 else np.uint16))
+    if high > 255:
+        return _write_png(path, mask.astype(np.uint16))
+    image = Image.fromarray(mask.astype(np.uint8))
+    image.putpalette(mask_palette(colours).ravel().tolist())  # an "L" image becomes "P", pixels unchanged
+    data = io.BytesIO()
+    image.save(data, "PNG")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.getvalue())
+
+
+def mask_palette(colours=None):
+    """(256, 3) uint8 RGB for palette masks: ``colours`` (the classes') first, VOC colours after them,
+    and IGNORE_COLOUR at 255, the ignore index."""
+    table = class_colours(256)
+    if colours is not None:
+        colours = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)[:255]
+        table[:len(colours)] = colours
+    table[255] = IGNORE_COLOUR
+    return table
 
 
 def write_image_png(path, image_rgb):

@@ -35,6 +35,8 @@ class SegmentationTask(Task):
 
         return mask_cache(data, split, self.recipe["data"]["image_size"])
 
+    spatial_targets = True
+
     def dataset(self, images, masks, transform=None):
         from ...data.loaders import CachedMasks
 
@@ -68,7 +70,7 @@ class SegmentationTask(Task):
     def correct(self, outputs, targets):
         """(right, labelled) pixels of a training batch: the progress bar's pixel accuracy."""
         valid = targets != self.ignore_index
-        return ((outputs.argmax(1) == targets) & valid).sum().item(), int(valid.sum())
+        return ((outputs.argmax(1) == targets) & valid).sum(), valid.sum()
 
     def reduce(self, outputs, targets):
         """One validation batch -> ({"pred": uint8 argmax masks, "loss": the batch's loss per row}, uint8
@@ -121,7 +123,7 @@ class SegmentationTask(Task):
     def row_layout(cls, meta, out, fmt, options):
         from .predict import MaskRows
 
-        return MaskRows(meta, out, fmt, options.overlay, options.num_workers)
+        return MaskRows(meta, out, fmt, options.overlay, options.num_workers, options.save_dir)
 
     @classmethod
     def check_tta(cls, tta):
@@ -146,3 +148,11 @@ class SegmentationTask(Task):
         from .export import agreement_text
 
         return agreement_text(parity)
+
+    @classmethod
+    def agreement(cls, parity):
+        return parity["mask_agreement"]
+
+    @classmethod
+    def headline(cls, summary):
+        return "miou", summary["metrics"]["miou"]
