@@ -122,7 +122,7 @@ def _summarise(report, section, summary, meta):
     report.facts = {"model": model, "task": meta.get("task", "classification"), "data": summary.get("data"),
                     "split": summary.get("split"), "images": summary.get("num_samples"),
                     "device": summary.get("device"), "seconds": summary.get("seconds"),
-                    **({"test-time views": summary["tta"]} if summary.get("tta") else {})}
+                    "test-time views": ", ".join(f"{k}={v}" for k, v in (summary.get("tta") or {}).items() if v) or None}
     report.facts = {k: v for k, v in report.facts.items() if v is not None}
     metrics = {k: v for k, v in (summary.get("metrics") or {}).items() if not isinstance(v, (dict, list))}
     section.metrics(metrics)

@@ -134,9 +134,10 @@ def report_sections(page, report, metrics, conf, classes, meta, rows, images, sh
                       title="against the reference figures (eval.reference)")
     else:
         figures.text(given.get("reference_left_out") or "The recipe gives no reference figures (eval.reference) to compare with.")
-    figures.table(["class set", "classes", "mIoU"],
-                  [[name, len(entry["classes"]), entry["miou"]] for name, entry in report["class_sets"].items()],
-                  title="class sets", bars=("mIoU",))
+    if report["class_sets"]:
+        figures.table(["class set", "classes", "mIoU"],
+                      [[name, len(entry["classes"]), entry["miou"]] for name, entry in report["class_sets"].items()],
+                      title="class sets", bars=("mIoU",))
     page.section("IoU per class").side_by_side(chart, figures)
     page.section("Per class").table(["class", "iou", "precision", "recall", "pixels", "predicted"],
                                     [[r[k] for k in ("class", "iou", "precision", "recall", "pixels", "predicted")]
