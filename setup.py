@@ -56,7 +56,7 @@ setup(
         # Experiment tracking (recipe key `log`): training runs without them.
         "track": TRACK,
         # playwright drives the system's Chromium (executable_path): `playwright install` is never needed
-        "test": ["pytest>=7", "hypothesis>=6", *TRACK, "playwright>=1.40"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", *TRACK, "playwright>=1.40"],
     },
     entry_points={"console_scripts": ["fashion = fashioncli.cli:cli"]},
 )
