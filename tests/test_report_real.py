@@ -87,7 +87,8 @@ def test_real_dataset_reports_open_in_chromium(tmp_path):
         page, text = read_page(tmp_path / "runs" / name / "eval-test" / "report.html")
         assert page.images and page.tables >= 2
         pages.append(tmp_path / "runs" / name / "eval-test" / "report.html")
-    # the segmentation page compares with report 001's figures, which the recipe carries (fg_bg_miou 0.8791)
-    assert "eval.reference" in pages[2].read_text() and "0.879" in pages[2].read_text()
+    # report 001's figures (eval.reference) belong to the full imat-fashion-seg: beside a subset's
+    # figures the page says why they are left out instead of comparing
+    assert "eval.reference was measured on" in pages[2].read_text() and "0.8791" not in pages[2].read_text()
     for path, (images, broken, tables) in zip(pages, open_in_chromium(pages)):
         assert images > 0 and broken == 0 and tables >= 2, path

@@ -165,6 +165,7 @@ def seeded_subset(rows, labels, fraction, seed):
     It is ``stratified_split``'s train part, so a class's draw depends on (seed, class) alone.
     """
     rows = [int(r) for r in rows]
-    stratum = (lambda row: 0) if labels is None else (lambda row: labels[row])
-    kept = stratified_split([(row, row, None) for row in rows], {"left_out": 1 - fraction}, seed, stratum)["train"]
-    return np.array(sorted(row for row, _, _ in kept), dtype=np.int64)
+    # stratified_split's (path, label, box) rows: the path only orders a class before its shuffle
+    table = [(f"{row:012d}", 0 if labels is None else labels[row], None) for row in rows]
+    kept = stratified_split([[i] for i in range(len(rows))], table, {"left_out": 1 - fraction}, seed)["train"]
+    return np.array(sorted(rows[i] for i in kept), dtype=np.int64)

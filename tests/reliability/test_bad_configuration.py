@@ -147,16 +147,16 @@ def full_disk_for(monkeypatch, name, after=0):
     ``after`` successful writes of it; the bytes go nowhere and the old file must survive."""
     if not os.path.exists("/dev/full"):
         pytest.skip("needs /dev/full")
-    real, writes = tempfile.mkstemp, itertools.count()
+    real, writes = io._create_beside, itertools.count()
 
-    def mkstemp(prefix="", suffix="", dir=None):
-        fd, tmp = real(prefix=prefix, suffix=suffix, dir=dir)
-        if prefix == f".{name}." and next(writes) >= after:
+    def create_beside(path):
+        tmp = real(path)
+        if path.name == name and next(writes) >= after:
             os.unlink(tmp)
             os.symlink("/dev/full", tmp)
-        return fd, tmp
+        return tmp
 
-    monkeypatch.setattr(io.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(io, "_create_beside", create_beside)
 
 
 def test_full_disk_mid_training_keeps_the_checkpoint_and_resume_finishes(tiny_prepared, tmp_path, monkeypatch,
@@ -183,10 +183,10 @@ def model(tmp_path_factory, tiny_prepared):
 
 def read_only(monkeypatch):
     """chmod does not stop root: a read-only file system is simulated where temporary files are made."""
-    def refuse(prefix="", suffix="", dir=None):
-        raise OSError(errno.EROFS, os.strerror(errno.EROFS), dir)
+    def refuse(path):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path.parent))
 
-    monkeypatch.setattr(io.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(io, "_create_beside", refuse)
 
 
 @pytest.mark.parametrize("case", ["eval-under-a-file", "eval-read-only", "export-read-only", "predict-full",
