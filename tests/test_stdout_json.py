@@ -22,4 +22,4 @@ def test_every_verb_prints_only_its_json_summary_on_stdout(tmp_path, capfd):
     run_dir = run(capfd, "train", spec, "-q")["run_dir"]
     assert "accuracy" in json.dumps(run(capfd, "eval", run_dir))
     assert run(capfd, "predict", run_dir, src / "test", "-o", tmp_path / "preds.csv")["rows"] == 12
-    assert run(capfd, "export", run_dir, "--format", "onnx", "--opset", "18")["opset"] == 18
+    assert run(capfd, "export", run_dir, "--format", "torchscript")["parity"]["images"] > 0

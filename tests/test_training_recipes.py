@@ -111,14 +111,14 @@ def test_auto_augment_policies_change_the_image(key, value, op):
 
 
 def test_auto_augment_on_masks_is_a_recipe_error():
-    import numpy as np
+    from fashioncli.data.loaders import check_augment
+    from fashioncli.tasks.classification.task import ClassificationTask
+    from fashioncli.tasks.segmentation.task import SegmentationTask
 
-    from fashioncli.data.loaders import CachedMasks, build_augment, check_augment
-
-    augment = {"trivialaugment": True}
-    masks = CachedMasks(np.zeros((2, 8, 8, 3), np.uint8), np.zeros((2, 8, 8, 1), np.uint8), build_augment(8, augment))
-    with pytest.raises(RecipeError, match="data.augment.trivialaugment: .*Mask"):
-        check_augment(masks, augment)
+    with pytest.raises(RecipeError, match="data.augment.trivialaugment: .*segmentation model's masks"):
+        check_augment(SegmentationTask, {"trivialaugment": True})
+    check_augment(ClassificationTask, {"trivialaugment": True, "randaugment": {"num_ops": 2, "magnitude": 9}})
+    check_augment(SegmentationTask, {"trivialaugment": False, "randaugment": None})
 
 
 class _Task:

@@ -44,19 +44,13 @@ def build_augment(image_size, augment):
 AUTO_AUGMENT = ("randaugment", "trivialaugment")
 
 
-def check_augment(dataset, augment):
-    """Augment one training sample now, so a policy that cannot apply to it (torchvision's
-    RandAugment and TrivialAugmentWide refuse masks) is a recipe error naming the key, not a
-    worker's traceback mid-epoch. The draw leaves the random streams as they were."""
+def check_augment(task, augment):
+    """torchvision's RandAugment and TrivialAugmentWide refuse masks: a task whose targets are
+    images (``task.spatial_targets``) with either set is a recipe error naming the key, at start."""
     keys = [k for k in AUTO_AUGMENT if (augment or {}).get(k)]
-    if not keys:
-        return
-    try:
-        with torch.random.fork_rng(devices=[]):
-            dataset[0]
-    except TypeError as exc:
-        raise RecipeError(f"data.augment.{keys[0]}: {exc} (torchvision applies it to images only: "
-                          f"remove it for this task)") from None
+    if keys and task.spatial_targets:
+        raise RecipeError(f"data.augment.{keys[0]}: torchvision applies it to images only, not to a "
+                          f"{task.name} model's masks; remove it")
 
 
 class BatchAugment:

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 @dataclass
 class EvalOptions:
-    """How `fashion eval` runs a model: batches, device, loader workers, test-time views, top-k, and the
-    label of the progress bar over its batches (None: no bar; ``inference.iter_outputs``'s ``progress``)."""
+    """How `fashion eval` runs a model: batches, device, loader workers, test-time views, top-k, the
+    label of the progress bar over its batches (None: no bar; ``inference.iter_outputs``'s ``progress``)
+    and the ``report.Report`` (report.html) the task adds its sections to (None: no report)."""
 
     batch_size: int = 64
     device: object = "cpu"
@@ -19,6 +20,7 @@ class EvalOptions:
     tta: dict = None
     topk: int = 5
     progress: str = None
+    report: object = None
 
 
 @dataclass
@@ -141,10 +143,22 @@ class Task:
         """What the checkpoint records for eval, predict and export (classes, heads, thresholds)."""
         raise NotImplementedError
 
+    def preview_tile(self, image, target):
+        """One augmented training image (H, W, 3 uint8 RGB) and its target -> (picture, caption) for
+        train_batch.jpg, the preview of what training sees."""
+        return image, str(target)
+
+    def curve_panel(self, column):
+        """The curves.png panel of a metrics.csv column (a head's name); None: its metric family."""
+        return None
+
     # -- eval
     @classmethod
     def evaluate(cls, model, meta, root, split, out, options):
-        """Score ``model`` on a split of ``root`` and write reports into ``out`` -> the summary."""
+        """Score ``model`` on a split of ``root`` and write reports into ``out`` -> the summary.
+
+        Sections of report.html go into ``options.report`` when it is set (see ``fashioncli.report``):
+        the verb adds the summary's headline metrics; the task its tables, matrices and pictures."""
         raise NotImplementedError(f"`fashion eval` cannot score a {cls.name} model")
 
     # -- predict and export

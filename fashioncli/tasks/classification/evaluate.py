@@ -51,9 +51,12 @@ def evaluate_classification(task, model, meta, root, split, out, options):
     logits = logits_of(outputs)
     metrics = classification_metrics(logits[known], targets[known], classes, topk=options.topk,
                                      extra=extra_metric_names())
-    _write_reports(out, metrics, classes, [p for p, k in zip(paths, known.tolist()) if k],
-                   logits[known].softmax(1), targets[known])
+    known_paths = [p for p, k in zip(paths, known.tolist()) if k]
+    _write_reports(out, metrics, classes, known_paths, logits[known].softmax(1), targets[known])
     entries, files = open_set_reports(task, model, meta, outputs, targets, unseen, out)
+    if options.report is not None:
+        report_sections(options.report, metrics, classes, known_paths, logits[known].softmax(1), targets[known])
+        extra_sections(options.report, entries, out, files)
     return {
         "data": str(root),
         "split": split,
@@ -129,6 +132,47 @@ def _write_reports(out, metrics, classes, paths, probs, targets):
         for p, t, q, s in zip(paths, targets.tolist(), predicted.tolist(), score.tolist())
     ])
 
+
+
+def report_sections(report, metrics, classes, paths, probs, targets):
+    """report.html's per-class table, confusion matrix and gallery, a section each."""
+    single_label_blocks([report.section(name) for name in ("Per class", "Confusion matrix", "Gallery")],
+                        metrics, classes, paths, probs, targets)
+
+
+def single_label_blocks(sections, metrics, classes, paths, probs, targets, parent_of=None):
+    """The per-class table, the confusion matrix (grouped by ``parent_of``) and the gallery of one
+    single-label output, into three report sections (or one, thrice): a classification model's, or
+    a multi-task model's categorical head's. ``paths``, ``probs`` and ``targets`` are row for row."""
+    from ...report import confidence_gallery, thumbnail
+
+    per_class = metrics["per_class"]
+    columns = list(next(iter(per_class.values())))
+    table, matrix, gallery = sections
+    table.table(["class", *columns], [[c, *per_class[c].values()] for c in classes],
+                title="per class" if table is matrix else "", bars=("precision", "recall", "f1", "auroc"))
+    matrix.matrix(classes, metrics["confusion_matrix"], title="confusion matrix" if table is matrix else "",
+                  parent_of=parent_of)
+    score, predicted = probs.max(1)
+    groups, note = confidence_gallery(classes, targets.numpy(), predicted.numpy(), score.numpy(),
+                                      lambda i: thumbnail(paths[i]))
+    gallery.gallery(groups, title="gallery" if table is matrix else "",
+                    note="Per class: the images the model got wrong with the highest confidence, and those it "
+                         "got right with the lowest." + (f" Showing {note}." if note else ""))
+
+
+def extra_sections(report, entries, out, files):
+    """The open-set figures (images of classes the model does not know) and the pictures the task
+    added (a prototype model's embedding.png)."""
+    if entries:
+        section = report.section("Open set", "Images of classes the model was not trained on.")
+        for name, values in entries.items():
+            section.metrics(values, title=name)
+    pictures = [name for name in files if name.endswith(".png")]
+    if pictures:
+        section = report.section("Embedding")
+        for name in pictures:
+            section.figure(out / name, caption=name)
 
 
 def fraction(flags):

@@ -87,6 +87,9 @@ class ClassificationTask(Task):
     def monitor(self):
         return "val_accuracy"
 
+    def preview_tile(self, image, target):
+        return image, self.classes[int(target)]
+
     def meta(self):
         meta = {"classes": self.classes}
         if self.held_out:

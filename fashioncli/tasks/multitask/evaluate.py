@@ -44,6 +44,8 @@ def evaluate_heads(model, meta, root, split, out, options):
     probs = {n: (logits[n].sigmoid() if h.sigmoid else logits[n].softmax(1)).numpy() for n, h in heads.items()}
     _write_predictions(out / "predictions.csv", heads, paths, probs, {n: t.numpy() for n, t in targets.items()},
                        thresholds)
+    if options.report is not None:
+        report_sections(options.report, heads, result, paths, probs, targets)
     return {
         "data": str(root), "split": split, "num_samples": len(paths), "task": "multitask",
         "metrics": {
@@ -73,6 +75,39 @@ def _write_head_reports(out, heads, result):
             if len(head.classes) <= 60:  # past that a picture is unreadable; the CSV has it all
                 plot_confusion_matrix(matrix, head.classes, out / name / "confusion_matrix.png")
     write_csv(out / "heads.csv", ["head", "type", *SCALARS], rows)
+
+
+def report_sections(report, heads, result, paths, probs, targets):
+    """report.html: the heads side by side, then a section per head: its figures, and for a
+    categorical head its classes, confusion matrix (grouped by the parent head's classes) and
+    gallery; for a multi-label or binary head its labels' AP as bars and their table."""
+    import torch
+
+    from ...plots import bar_chart
+    from ..classification.evaluate import single_label_blocks
+
+    rows = [[name, head.type, *(result["heads"][name].get(k) for k in SCALARS)] for name, head in heads.items()]
+    report.section("Heads").table(["head", "type", *SCALARS], rows, bars=("accuracy", "f1_macro", "auroc_macro", "map"))
+    for name, head in heads.items():
+        r = result["heads"][name]
+        section = report.section(f"Head: {name}", f"{head.type}, {len(head.classes)} classes"
+                                 + (f", child of head '{head.parent}'" if head.parent else ""))
+        section.metrics({k: v for k, v in r.items() if not isinstance(v, (dict, list))})
+        if not r.get("support"):
+            section.text("no test image has a label for this head")
+        elif head.sigmoid:
+            per = r.get("per_label") or {}
+            labels = list(per)
+            chart = bar_chart(labels, [per[c]["ap"] for c in labels], f"{name}: average precision per label",
+                              "AP", lines={"mAP": r.get("map")})
+            section.figure(chart, caption="average precision per label (n/a: no positive test image)")
+            columns = list(next(iter(per.values()))) if per else []
+            section.table(["label", *columns], [[c, *per[c].values()] for c in labels], title="per label",
+                          bars=("ap", "auroc", "precision", "recall", "f1"))
+        else:
+            present = targets[name] >= 0  # rows with this head's label
+            single_label_blocks([section] * 3, r, head.classes, [p for p, k in zip(paths, present.tolist()) if k],
+                                torch.as_tensor(probs[name])[present], targets[name][present], head.parent_of)
 
 
 def label_text(head, decoded, row):

@@ -48,6 +48,26 @@ class MultiTask(Task):
     def targets(self, data, split):
         return encode_split(data, split, self.heads)
 
+    def preview_tile(self, image, target):
+        """Each head's label on its own line (a missing one left out)."""
+        from .heads import LABEL_SEP
+
+        lines = []
+        for name, head in self.heads.items():
+            t = target[name]
+            if head.sigmoid and (t >= 0).all():
+                lines.append(f"{name}: {LABEL_SEP.join(c for c, on in zip(head.classes, t.tolist()) if on > 0.5) or '-'}")
+            elif not head.sigmoid and int(t) >= 0:
+                lines.append(f"{name}: {head.classes[int(t)]}")
+        return image, "\n".join(lines)
+
+    def curve_panel(self, column):
+        """A panel per head (val_<head>_...), one for the means over heads."""
+        for name in sorted(self.heads, key=len, reverse=True):  # "sub" must not claim "sub_type"
+            if column.startswith((f"val_{name}_", f"train_{name}_")):
+                return f"head: {name}"
+        return "mean over heads" if "_mean_" in f"_{column}" else None
+
     def criterion(self):
         from ...plugins import get
         from .loss import MultiTaskLoss

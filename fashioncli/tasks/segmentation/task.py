@@ -55,6 +55,18 @@ class SegmentationTask(Task):
             args.setdefault("ignore_index", self.ignore_index)
         return get("losses").create(loss["name"], **args)
 
+    def preview_tile(self, image, target):
+        """The mask's colours over the image, captioned with the classes it holds (most pixels first)."""
+        import numpy as np
+
+        from .render import colours_of, overlay
+
+        mask = np.asarray(target)
+        colours = colours_of({**self.data.meta, "classes": self.classes})
+        counts = np.bincount(mask[(mask > 0) & (mask < len(self.classes))].ravel(), minlength=len(self.classes))
+        shown = [self.classes[c] for c in np.argsort(-counts)[:3] if counts[c]]
+        return overlay(image, np.where(mask < len(self.classes), mask, 0), colours), ", ".join(shown) or "background"
+
     def correct(self, outputs, targets):
         """(right, labelled) pixels of a training batch: the progress bar's pixel accuracy."""
         valid = targets != self.ignore_index
