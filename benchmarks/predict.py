@@ -316,7 +316,7 @@ def main():
                 f"int8 vs float ONNX: `fashion predict` img/s ({len(files):,} images, median of {args.repeats}) "
                 f"and the test-split metric the export's check reports (target >= 1.8x, at most 1 point lost)",
                 ["float img/s", "int8 img/s", "speed ratio", "metric", "float", "int8", "change (points)",
-                 "label agreement", "agreement images"], [row]) + f"\nexport check: {summary['check']}\n"
+                 "label agreement (ratio)", "agreement images"], [row]) + f"\nexport check: {summary['check']}\n"
                 + json.dumps(summary["reduced"]) + "\n")
         if "engines" in args.measures:
             files = common.predict_files(src, args.predict_images)
