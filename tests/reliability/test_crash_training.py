@@ -37,7 +37,9 @@ def train_spec(tmp_path, dataset, workers):
                        data__num_workers=workers)
 
 
-@pytest.mark.parametrize("workers", [0, 1])
+# With a loader worker the same kills take as long again: that variant runs with -m slow, to keep
+# the default suite within its 15 minutes on 2 cores.
+@pytest.mark.parametrize("workers", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_killed_runs_resume_to_the_uninterrupted_weights(dataset, tmp_path, workers, tally):
     spec = train_spec(tmp_path, dataset, workers)
     straight = fashion("train", spec, "-q", "--set", "output.name=straight")
