@@ -222,3 +222,26 @@ def snapshot(folder):
     """{relative path: bytes} of every file under ``folder``: two equal snapshots are a byte-identical tree."""
     folder = Path(folder)
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def stop_then_resume(spec, run, monkeypatch):
+    """Train ``spec`` until its first epoch is reported, stop it there (KeyboardInterrupt), then
+    resume ``run`` from its saved recipe -> the resumed run's summary."""
+    from fashioncli.recipe import load_recipe
+    from fashioncli.train import Trainer, train
+
+    report = Trainer.report
+
+    def stop_after_first_epoch(self, row, best):
+        report(self, row, best)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "report", stop_after_first_epoch)
+    try:
+        train(load_recipe(spec), spec=spec, progress=False)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the run was not stopped after its first epoch")
+    monkeypatch.setattr(Trainer, "report", report)
+    return train(load_recipe(run / "recipe.yaml"), spec=run / "recipe.yaml", resume=True, progress=False)

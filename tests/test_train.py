@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-from helpers import recipe_file
+from helpers import recipe_file, stop_then_resume
 
 from fashioncli.checkpoint import load_checkpoint, load_model
 from fashioncli.cli import cli
@@ -48,24 +48,13 @@ def test_checkpoint_refuses_pickled_code(tmp_path):
 
 
 def test_resume_after_a_stop_matches_an_uninterrupted_run(tiny_prepared, tmp_path, monkeypatch):
-    from fashioncli.train import Trainer
 
     straight = recipe_file(tmp_path, tiny_prepared, train__deterministic=True, output__name="straight")
     train(load_recipe(straight), spec=straight, progress=False)
 
     spec = recipe_file(tmp_path, tiny_prepared, train__deterministic=True)
-    report = Trainer.report
-
-    def stop_after_first_epoch(self, row, best):
-        report(self, row, best)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "report", stop_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(load_recipe(spec), spec=spec, progress=False)
-    monkeypatch.setattr(Trainer, "report", report)
     run = tmp_path / "runs" / "tiny"
-    resumed = train(load_recipe(run / "recipe.yaml"), spec=run / "recipe.yaml", resume=True, progress=False)
+    resumed = stop_then_resume(spec, run, monkeypatch)
     assert resumed["run_dir"] == str(run) and [r["epoch"] for r in metrics(run)] == ["1", "2"]
 
     a, _ = load_checkpoint(run / "checkpoints" / "last.pt")

@@ -3,7 +3,7 @@ decay), EMA of the weights, MixUp/CutMix, RandAugment/TrivialAugment, label smoo
 targets, gradient clipping and accumulation."""
 import pytest
 import torch
-from helpers import recipe_file
+from helpers import recipe_file, stop_then_resume
 
 from fashioncli.checkpoint import load_checkpoint, load_model
 from fashioncli.errors import RecipeError
@@ -203,18 +203,8 @@ def test_resume_with_ema_matches_an_uninterrupted_run(tiny_prepared, tmp_path, m
     train(load_recipe(straight), spec=straight, progress=False)
 
     spec = recipe_file(tmp_path, tiny_prepared, **keys)
-    report = Trainer.report
-
-    def stop_after_first_epoch(self, row, best):
-        report(self, row, best)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "report", stop_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(load_recipe(spec), spec=spec, progress=False)
-    monkeypatch.setattr(Trainer, "report", report)
     run = tmp_path / "runs" / "tiny"
-    train(load_recipe(run / "recipe.yaml"), spec=run / "recipe.yaml", resume=True, progress=False)
+    stop_then_resume(spec, run, monkeypatch)
 
     a, _ = load_checkpoint(run / "checkpoints" / "last.pt")
     b, _ = load_checkpoint(tmp_path / "runs" / "straight" / "checkpoints" / "last.pt")
