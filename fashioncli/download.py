@@ -68,11 +68,12 @@ def fetch(url, limit):
     server does (headers a byte at a time included) keeps the command waiting longer.
     """
     deadline = fetch_deadline()
+    late = f"no complete answer within {deadline:g} s (${DEADLINE_ENV})"
     outcome = {}
 
     def work():
         try:
-            outcome["data"] = _fetch(url, limit, time.monotonic() + deadline)
+            outcome["data"] = _fetch(url, limit, time.monotonic() + deadline, late)
         except Exception as exc:  # handed to the waiting thread
             outcome["error"] = exc
 
@@ -80,7 +81,7 @@ def fetch(url, limit):
     worker.start()
     worker.join(deadline)
     if worker.is_alive():
-        raise DataError(f"no complete answer within {deadline:g} s (${DEADLINE_ENV})")
+        raise DataError(late)
     error = outcome.get("error")
     if isinstance(error, DataError):
         raise error
@@ -91,7 +92,7 @@ def fetch(url, limit):
     return outcome["data"]
 
 
-def _fetch(url, limit, end):
+def _fetch(url, limit, end, late):
     too_large = DataError(f"larger than {size_text(limit)} (refused, not cut)")
     with _open(url, timeout=min(TIMEOUT, max(end - time.monotonic(), 0.01))) as response:
         if (response.length or 0) > limit:
@@ -102,8 +103,10 @@ def _fetch(url, limit, end):
             total += len(chunk)
             if total > limit:
                 raise too_large
-            if time.monotonic() > end:  # the waiting thread has given up: stop reading too
-                raise DataError("deadline passed")
+            # The waiting thread gives up at the same moment; whichever notices first says the
+            # same thing, so the message does not depend on which thread won the race.
+            if time.monotonic() > end:
+                raise DataError(late)
         return b"".join(chunks)
 
 

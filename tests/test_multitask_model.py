@@ -218,3 +218,25 @@ def test_bce_equals_hand_computed_values_and_pos_weight():
     # smoothing pulls 1 -> 0.95 and 0 -> 0.05
     got = create_loss("bce", label_smoothing=0.1)(logits, targets).item()
     assert got == pytest.approx(sum(term(x, 0.05 + 0.9 * t) for x, t, _ in pairs) / 4, rel=1e-6)
+
+
+def test_asymmetric_loss_equals_hand_computed_values():
+    logits = torch.tensor([[0.5, -1.0], [2.0, 0.0], [3.0, 3.0]])
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])  # last row: labels missing
+    pairs = [(0.5, 1.0), (-1.0, 0.0), (2.0, 0.0), (0.0, 1.0)]
+
+    def term(x, t, gamma_neg, gamma_pos, clip):
+        p = sigmoid(x)
+        if t:
+            return -((1 - p) ** gamma_pos) * math.log(p)
+        m = max(p - clip, 0.0)
+        return -(m ** gamma_neg) * math.log(1 - m)
+
+    for args in [(4.0, 0.0, 0.05), (2.0, 1.0, 0.3), (0.0, 0.0, 0.0)]:
+        got = create_loss("asymmetric", gamma_neg=args[0], gamma_pos=args[1], clip=args[2])(logits, targets).item()
+        assert got == pytest.approx(sum(term(x, t, *args) for x, t in pairs) / 4, rel=1e-6)
+    # without focusing or clipping it is plain BCE
+    assert create_loss("asymmetric", gamma_neg=0, clip=0)(logits, targets).item() == pytest.approx(
+        create_loss("bce")(logits, targets).item(), rel=1e-6)
+    with pytest.raises(RecipeError, match="'clip'"):
+        create_loss("asymmetric", clip=1.5)

@@ -1,4 +1,4 @@
-"""Classification losses: single-label (cross-entropy, focal) and binary/multi-label (BCE)."""
+"""Classification losses: single-label (cross-entropy, focal) and binary/multi-label (BCE, asymmetric)."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -87,8 +87,42 @@ def bce(pos_weight=None, label_smoothing=0.0):
     return BCELoss(pos_weight, label_smoothing)
 
 
+class AsymmetricLoss(nn.Module):
+    """Asymmetric loss for multi-label heads (Ridnik et al., ICCV 2021), per entry:
+    positives -(1 - p)^gamma_pos log p; negatives -p_m^gamma_neg log(1 - p_m), p_m = max(p - clip, 0).
+
+    With most tags rare, nearly every entry is an easy negative; their loss is focused away
+    (gamma_neg) and the easiest discarded outright (clip). timm has the same loss, but summed over
+    every entry: this one averages over the labelled ones, so missing labels (< 0) are left out.
+    """
+
+    def __init__(self, gamma_neg=4.0, gamma_pos=0.0, clip=0.05):
+        super().__init__()
+        if not 0.0 <= clip < 1.0:
+            raise RecipeError(f"loss argument 'clip': expected a number in [0, 1), got {clip!r}")
+        self.gamma_neg, self.gamma_pos, self.clip = float(gamma_neg), float(gamma_pos), float(clip)
+
+    def forward(self, logits, targets):
+        keep = targets >= 0
+        if not keep.any():
+            return logits.sum() * 0.0
+        p, positive = torch.sigmoid(logits.float()), targets.float()
+        p_neg = (p - self.clip).clamp(min=0.0) if self.clip else p
+        # log-sigmoid terms from the logits, exact where p saturates; the clipped negative uses p_neg.
+        loss_pos = -((1.0 - p) ** self.gamma_pos) * F.logsigmoid(logits.float())
+        loss_neg = -(p_neg ** self.gamma_neg) * torch.log((1.0 - p_neg).clamp(min=1e-8))
+        loss = positive * loss_pos + (1.0 - positive) * loss_neg
+        return loss[keep].mean()
+
+
+def asymmetric(gamma_neg=4.0, gamma_pos=0.0, clip=0.05):
+    """Asymmetric loss (ASL) for multi-label heads: easy negatives focused away and clipped."""
+    return AsymmetricLoss(gamma_neg, gamma_pos, clip)
+
+
 @hookimpl
 def register_losses(register):
     register("cross_entropy", cross_entropy)
     register("focal", focal)
     register("bce", bce)
+    register("asymmetric", asymmetric)

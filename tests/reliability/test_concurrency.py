@@ -130,12 +130,17 @@ def test_lock_of_a_killed_command_is_not_kept_by_its_forked_worker(tmp_path, tal
         f"Lock({str(tmp_path / 'run')!r}).acquire()\n"
         "worker = os.fork()\n"
         "if worker == 0:\n"
+        "    print('worker', flush=True)\n"  # fork's after-child hooks have run once it speaks
         "    time.sleep(30)\n"
         "    os._exit(0)\n"
         "print(worker, flush=True)\n"
         "time.sleep(30)\n"
     )], stdout=subprocess.PIPE, text=True)
-    worker = int(holder.stdout.readline())
+    # Wait for both lines: killing the holder before the worker was first scheduled would test
+    # nothing but the scheduler (the worker would still hold the descriptor it was forked with).
+    lines = {holder.stdout.readline().strip(), holder.stdout.readline().strip()}
+    lines.discard("worker")
+    worker = int(lines.pop())
     holder.kill()
     holder.wait()
     tally.injected()
