@@ -725,11 +725,24 @@ def _strip_delete(data):
 
 
 def _drop_null_sections(data, schema):
-    """Sections (mappings, components) given as null: absent, so their defaults apply."""
+    """Keys given as null where null is not a value (sections, components, lists such as
+    train.stages): absent, so the inherited value is gone and the defaults apply."""
     if not isinstance(data, dict) or not isinstance(schema, dict):
         return data
     return {k: _drop_null_sections(v, schema.get(k)) for k, v in data.items()
-            if not (v is None and isinstance(schema.get(k), (dict, Component, MappingOf)))}
+            if not (v is None and _null_deletes(schema.get(k)))}
+
+
+def _null_deletes(schema):
+    if isinstance(schema, (dict, Component, MappingOf)):
+        return True
+    if not callable(schema):
+        return False
+    try:
+        schema(None, "")
+    except RecipeError:
+        return True  # null is not a value here, so it can only mean "remove the inherited one"
+    return False
 
 
 def validate(data, check_components=True):

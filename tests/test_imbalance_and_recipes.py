@@ -74,6 +74,13 @@ def test_a_recipe_deletes_an_inherited_head_mapping_or_figure(tmp_path):
     assert load_recipe(base, ["heads.colour=null"], validate_components=False)["heads"] == {"garments": {"weight": 2}}
     # null for a section with defaults restores the defaults, never "expected a mapping, got None"
     assert load_recipe(child, ["train.early_stopping=null"], validate_components=False)["train"]["early_stopping"]["mode"] == "max"
+    # a list or a number given as null is removed too: the inherited stages are gone, lr falls back
+    staged = _write(tmp_path, {"base": base, "train": {"stages": [{"epochs": 1, "backbone": "none", "lr": 0.1}]},
+                               "optimizer": {"lr": 0.5}}, "c3.yaml")
+    plain = load_recipe(staged, ["train.stages=null", "optimizer.lr=null"], validate_components=False)
+    assert "stages" not in plain["train"] and plain["optimizer"]["lr"] == load_recipe(base, validate_components=False)["optimizer"]["lr"]
+    # null where null is a value (an optional number) stays a value
+    assert load_recipe(base, ["train.grad_clip=null"], validate_components=False)["train"]["grad_clip"] is None
 
 
 def test_the_reference_is_left_out_on_another_dataset(tmp_path):
