@@ -238,6 +238,8 @@ def test_multitask_means_skip_heads_without_labels_or_of_the_other_kind():
     assert result["mean_ap"] == approx(7 / 8)
     only = multitask_metrics({"category": CATEGORY}, LOGITS, TARGETS)
     assert "mean_ap" not in only
+    tags_only = multitask_metrics({"tags": TAGS}, LOGITS, TARGETS)
+    assert "mean_accuracy" not in tags_only and "mean_accuracy" not in flat_metrics(tags_only)  # never a nan column
 
 
 def test_flat_metrics():

@@ -49,7 +49,8 @@ def evaluate_heads(model, meta, root, split, out, options):
     return {
         "data": str(root), "split": split, "num_samples": len(paths), "task": "multitask",
         "metrics": {
-            "mean_accuracy": result["mean_accuracy"], "mean_balanced_accuracy": result["mean_balanced_accuracy"],
+            **({"mean_accuracy": result["mean_accuracy"]} if "mean_accuracy" in result else {}),
+            "mean_balanced_accuracy": result["mean_balanced_accuracy"],
             **({"mean_ap": result["mean_ap"]} if "mean_ap" in result else {}),
             "heads": {n: {k: v for k, v in r.items() if not isinstance(v, (dict, list))} for n, r in result["heads"].items()},
         },

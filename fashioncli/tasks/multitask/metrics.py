@@ -189,8 +189,8 @@ def tune_thresholds(probs, targets, grid=None):
 
 
 def multitask_metrics(heads, logits, targets, thresholds=None, topk=5):
-    """{"heads": {name: head_metrics}, "mean_accuracy", "mean_balanced_accuracy", and "mean_ap"
-    when any head is binary/multilabel}.
+    """{"heads": {name: head_metrics}, "mean_accuracy" when any head is categorical or binary,
+    "mean_balanced_accuracy", and "mean_ap" when any head is binary/multilabel}.
 
     "mean_accuracy": unweighted mean over categorical (top-1) and binary (element) heads;
     "mean_balanced_accuracy": over every head (a sigmoid head's: its labels' mean (TPR + TNR) / 2);
@@ -200,9 +200,11 @@ def multitask_metrics(heads, logits, targets, thresholds=None, topk=5):
     thresholds = thresholds or {}
     out = {name: head_metrics(head, logits[name], targets[name], thresholds.get(name), topk=topk)
            for name, head in heads.items()}
-    result = {"heads": out, "mean_accuracy": _mean(
-        out[name]["accuracy"] for name, head in heads.items() if head.type in ("categorical", "binary")),
-        "mean_balanced_accuracy": _mean(out[name].get("balanced_accuracy") for name in heads)}
+    result = {"heads": out}
+    scored = [name for name, head in heads.items() if head.type in ("categorical", "binary")]
+    if scored:  # multi-label heads alone have no accuracy: no mean to print as nan every epoch
+        result["mean_accuracy"] = _mean(out[name]["accuracy"] for name in scored)
+    result["mean_balanced_accuracy"] = _mean(out[name].get("balanced_accuracy") for name in heads)
     sigmoid = [name for name, head in heads.items() if head.sigmoid]
     if sigmoid:
         result["mean_ap"] = _mean(out[name]["map"] for name in sigmoid)
