@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from fashioncli import hookimpl, plugins
-from fashioncli.checkpoint import save_checkpoint
 from fashioncli.errors import ExportError, UnknownNameError
 from fashioncli.engines import METADATA_FILE, METADATA_KEY, OnnxEngine, open_engine
 from fashioncli.export import export

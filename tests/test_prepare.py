@@ -49,8 +49,8 @@ def test_folder_without_splits_gets_a_seeded_stratified_split(tmp_path):
     for split, n in (("train", 12), ("val", 4), ("test", 4)):  # the same share of every class
         assert summary["counts"][split] == {"blue": n, "green": n, "red": n}
 
-    again = run(src, tmp_path / "b", image_size=16, val_fraction=0.2, test_fraction=0.2, seed=3)
-    other = run(src, tmp_path / "c", image_size=16, val_fraction=0.2, test_fraction=0.2, seed=4)
+    run(src, tmp_path / "b", image_size=16, val_fraction=0.2, test_fraction=0.2, seed=3)
+    run(src, tmp_path / "c", image_size=16, val_fraction=0.2, test_fraction=0.2, seed=4)
     val = lambda out: [r["path"] for r in read_csv(tmp_path / out / "val.csv")]  # noqa: E731
     assert val("a") == val("b") and val("a") != val("c")
     assert summary["importer"] == "folder" and summary["problems"] == 0

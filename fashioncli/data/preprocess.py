@@ -1,6 +1,5 @@
 """The one preprocessing every path shares (cache, train, eval, predict, export), so they agree."""
 import cv2
-import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
