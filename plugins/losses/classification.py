@@ -62,6 +62,15 @@ def focal(gamma=2.0, alpha=None, ignore_index=-100):
     return FocalLoss(gamma, alpha, ignore_index)
 
 
+def mean_of_labelled(per_entry, logits, targets):
+    """``per_entry(logits, targets)`` (float32, as under AMP) averaged over the entries that have a
+    label: a target below 0 is a missing label. No label at all: 0, still part of the graph."""
+    keep = targets >= 0
+    if not keep.any():
+        return logits.sum() * 0.0
+    return per_entry(logits.float(), targets.float())[keep].mean()
+
+
 class BCELoss(nn.Module):
     """Binary cross-entropy with logits on 0/1 float targets; entries below 0 (missing labels) are left out."""
 
@@ -73,13 +82,12 @@ class BCELoss(nn.Module):
         self.register_buffer("pos_weight", per_class_tensor(pos_weight, "pos_weight"), persistent=False)
 
     def forward(self, logits, targets):
-        keep = targets >= 0
-        if not keep.any():
-            return logits.sum() * 0.0
+        return mean_of_labelled(self.per_entry, logits, targets)
+
+    def per_entry(self, logits, targets):
         check_width(self.pos_weight, logits.shape[-1], "pos_weight")
-        targets = targets.float() * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
-        loss = F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=self.pos_weight, reduction="none")
-        return loss[keep].mean()
+        targets = targets * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight, reduction="none")
 
 
 def bce(pos_weight=None, label_smoothing=0.0):
@@ -103,16 +111,15 @@ class AsymmetricLoss(nn.Module):
         self.gamma_neg, self.gamma_pos, self.clip = float(gamma_neg), float(gamma_pos), float(clip)
 
     def forward(self, logits, targets):
-        keep = targets >= 0
-        if not keep.any():
-            return logits.sum() * 0.0
-        p, positive = torch.sigmoid(logits.float()), targets.float()
+        return mean_of_labelled(self.per_entry, logits, targets)
+
+    def per_entry(self, logits, positive):
+        p = torch.sigmoid(logits)
         p_neg = (p - self.clip).clamp(min=0.0) if self.clip else p
-        # log-sigmoid terms from the logits, exact where p saturates; the clipped negative uses p_neg.
-        loss_pos = -((1.0 - p) ** self.gamma_pos) * F.logsigmoid(logits.float())
+        # log-sigmoid from the logits, exact where p saturates; the clipped negative uses p_neg.
+        loss_pos = -((1.0 - p) ** self.gamma_pos) * F.logsigmoid(logits)
         loss_neg = -(p_neg ** self.gamma_neg) * torch.log((1.0 - p_neg).clamp(min=1e-8))
-        loss = positive * loss_pos + (1.0 - positive) * loss_neg
-        return loss[keep].mean()
+        return positive * loss_pos + (1.0 - positive) * loss_neg
 
 
 def asymmetric(gamma_neg=4.0, gamma_pos=0.0, clip=0.05):
