@@ -124,23 +124,30 @@ def test_lock_of_a_killed_predict_is_taken_over(images, tmp_path, tally):
 
 def test_lock_of_a_killed_command_is_not_kept_by_its_forked_worker(tmp_path, tally):
     """A DataLoader worker forked by `fashion train` outlives a SIGKILL by seconds: it must not hold the lock."""
-    holder = subprocess.Popen([sys.executable, "-c", (
+    ready = tmp_path / "worker.pid"  # written by the worker once fork's after-child hooks have run
+    script = (
         "import os, time\n"
         "from fashioncli.locks import Lock\n"
         f"Lock({str(tmp_path / 'run')!r}).acquire()\n"
-        "worker = os.fork()\n"
-        "if worker == 0:\n"
-        "    print('worker', flush=True)\n"  # fork's after-child hooks have run once it speaks
+        "if os.fork() == 0:\n"
+        f"    open({str(ready) + '.part'!r}, 'w').write(str(os.getpid()))\n"
+        f"    os.rename({str(ready) + '.part'!r}, {str(ready)!r})\n"
         "    time.sleep(30)\n"
         "    os._exit(0)\n"
-        "print(worker, flush=True)\n"
         "time.sleep(30)\n"
-    )], stdout=subprocess.PIPE, text=True)
-    # Wait for both lines: killing the holder before the worker was first scheduled would test
-    # nothing but the scheduler (the worker would still hold the descriptor it was forked with).
-    lines = {holder.stdout.readline().strip(), holder.stdout.readline().strip()}
-    lines.discard("worker")
-    worker = int(lines.pop())
+    )
+    with open(tmp_path / "holder.err", "w+") as err:
+        holder = subprocess.Popen([sys.executable, "-c", script], stderr=err, cwd=tmp_path)
+        # Kill the holder only once its worker has run: before that, the test would measure nothing
+        # but the scheduler (the worker would still hold the descriptor it was forked with).
+        deadline = time.monotonic() + 60
+        while not ready.is_file() and holder.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not ready.is_file():
+            holder.kill()
+            err.seek(0)
+            pytest.fail(f"the holder never forked its worker (exit {holder.wait()}): {err.read()}")
+    worker = int(ready.read_text())
     holder.kill()
     holder.wait()
     tally.injected()
