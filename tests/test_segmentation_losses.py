@@ -84,3 +84,23 @@ def test_weight_count_must_match_the_classes():
 
     with pytest.raises(RecipeError, match="weight"):
         loss("miou", weight=[1.0, 2.0, 3.0])(LOGITS, TRUTH)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_overlap_sums_equal_a_dense_one_hot_in_either_memory_layout(channels_last):
+    """soft_overlap sums per class without a one-hot; it must match the textbook dense computation,
+    on many classes and pixels, with ignored pixels, whatever the logits' memory layout."""
+    from fashion_plugins.losses.segmentation import soft_overlap
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, 5, 6, generator=gen)
+    truth = torch.randint(0, 7, (3, 5, 6), generator=gen)
+    truth[0, 0] = 255
+    probs = logits.softmax(1)
+    valid = (truth != 255).unsqueeze(1).float()
+    onehot = torch.nn.functional.one_hot(truth.clamp(max=6), 7).movedim(-1, 1).float() * valid
+    expected = ((probs * onehot).sum((2, 3)), (probs * valid).sum((2, 3)), onehot.sum((2, 3)))
+    if channels_last:
+        logits = logits.contiguous(memory_format=torch.channels_last)
+    for got, want in zip(soft_overlap(logits, truth), expected):
+        assert torch.allclose(got, want, atol=1e-5)
