@@ -51,6 +51,23 @@ def test_a_classification_loss_takes_class_weight(tmp_path):
         make_task(recipe, PreparedDataset.open(tmp_path / "data")).criterion()
 
 
+def test_a_prototype_loss_takes_class_weight(tmp_path):
+    from helpers import make_image_folder
+
+    from fashioncli.data.dataset import PreparedDataset
+    from fashioncli.prepare import prepare
+    from fashioncli.tasks import make_task
+
+    src = make_image_folder(tmp_path / "src", per_class=4, size=8)
+    (src / "red" / "red_0.png").rename(src / "blue" / "extra.png")  # 3 red, 4 green, 5 blue
+    prepare(str(src), str(tmp_path / "data"), image_size=8, val_fraction=0, test_fraction=0, progress=False, workers=1)
+    recipe = load_recipe(_write(tmp_path, {"base": "_base/prototype.yaml", "data": {"root": str(tmp_path / "data")},
+                                           "class_weight": "balanced"}), validate_components=False)
+    loss = make_task(recipe, PreparedDataset.open(tmp_path / "data")).criterion()
+    assert type(loss).__name__ == "DCEPrototypeLoss"
+    assert loss.weight.tolist() == pytest.approx([12 / 15, 12 / 12, 12 / 9])  # blue, green, red
+
+
 def _write(tmp_path, data, name="r.yaml"):
     path = tmp_path / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))

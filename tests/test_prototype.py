@@ -38,6 +38,17 @@ def test_dce_and_pl_against_hand_values():
     assert close(loss.components["dce"], DCE) and close(loss.components["pl"], PL)
 
 
+def test_class_weights_make_both_terms_a_weighted_mean():
+    # Weights 1, 1, 3 by true class: image 0 (class 0) counts once, image 1 (class 2) three times.
+    nll = [-math.log(math.exp(-1) / (math.exp(-1) + math.exp(-2) + math.exp(-3))),
+           -math.log(math.exp(-0.5) / (math.exp(-0.5) + math.exp(-4) + math.exp(-0.5)))]
+    weighted = dce_pl(lam=0.5, weight=[1.0, 1.0, 3.0])(out(D), Y)
+    assert close(weighted, (nll[0] + 3 * nll[1]) / 4 + 0.5 * (1.0 + 3 * 0.5) / 4)
+    assert close(dce(weight=[2.0, 2.0, 2.0])(out(D), Y), DCE)  # equal weights change nothing
+    with pytest.raises(Exception, match="2 values for 3 outputs"):
+        dce(weight=[1.0, 2.0])(out(D), Y)
+
+
 def test_dce_sums_probabilities_over_a_class_prototypes():
     # One image, two classes, K=2: p(0|x) = (e^-1 + e^-3) / (e^-1 + e^-3 + e^-2 + e^-5); PL takes the nearest (1).
     d = [[[1.0, 3.0], [2.0, 5.0]]]

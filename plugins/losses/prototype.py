@@ -4,6 +4,7 @@ import torch
 import torch.nn as nn
 
 from fashioncli.api import hookimpl
+from fashion_plugins.losses.classification import check_width, per_class_tensor
 from fashion_plugins.models.prototype import class_log_probs
 
 
@@ -13,11 +14,14 @@ class DCEPrototypeLoss(nn.Module):
     DCE = -log p(y|x), p(c|x) = sum_k exp(-gamma d_ck) / sum_{c',k} exp(-gamma d_c'k).
     PL  = ||f(x) - m_yj||^2 with m_yj the nearest prototype of the true class (no 1/2, as in the report).
     ``outputs`` is a prototype model's dict; only its "distances" (N, C, K) are used.
+    ``weight`` (one number per class, e.g. from ``class_weight: balanced``) makes both terms a
+    weighted mean over the images by their true class, as cross-entropy's ``weight`` does.
     """
 
-    def __init__(self, gamma=1.0, lam=0.5, ignore_index=-100):
+    def __init__(self, gamma=1.0, lam=0.5, ignore_index=-100, weight=None):
         super().__init__()
         self.gamma, self.lam, self.ignore_index = float(gamma), float(lam), ignore_index
+        self.register_buffer("weight", per_class_tensor(weight, "weight", scalar=False), persistent=False)
         self.components = {}  # the last batch's detached {"dce", "pl"}, for logging
 
     def forward(self, outputs, targets):
@@ -31,20 +35,26 @@ class DCEPrototypeLoss(nn.Module):
             # No labelled image: a zero that still reaches the graph (cross_entropy would give NaN).
             return outputs["distances"].sum() * 0.0
         rows = torch.arange(targets.numel(), device=targets.device)
-        dce = -class_log_probs(distances, self.gamma)[rows, targets].mean()
-        pl = distances[rows, targets].min(dim=1).values.mean()
+        nll = -class_log_probs(distances, self.gamma)[rows, targets]
+        nearest = distances[rows, targets].min(dim=1).values
+        if self.weight is None:
+            dce, pl = nll.mean(), nearest.mean()
+        else:
+            check_width(self.weight, distances.shape[1], "weight")
+            w = self.weight[targets] if self.weight.numel() > 1 else self.weight.expand_as(nll)
+            dce, pl = (w * nll).sum() / w.sum(), (w * nearest).sum() / w.sum()
         self.components = {"dce": dce.detach(), "pl": pl.detach()}
         return dce + self.lam * pl
 
 
-def dce_pl(gamma=1.0, lam=0.5, ignore_index=-100):
-    """Distance-based cross-entropy + lam * prototype loss, for prototype models."""
-    return DCEPrototypeLoss(gamma=gamma, lam=lam, ignore_index=ignore_index)
+def dce_pl(gamma=1.0, lam=0.5, ignore_index=-100, weight=None):
+    """Distance-based cross-entropy + lam * prototype loss, for prototype models; optional per-class weights."""
+    return DCEPrototypeLoss(gamma=gamma, lam=lam, ignore_index=ignore_index, weight=weight)
 
 
-def dce(gamma=1.0, ignore_index=-100):
-    """Distance-based cross-entropy alone (dce_pl with lam=0), for prototype models."""
-    return DCEPrototypeLoss(gamma=gamma, lam=0.0, ignore_index=ignore_index)
+def dce(gamma=1.0, ignore_index=-100, weight=None):
+    """Distance-based cross-entropy alone (dce_pl with lam=0), for prototype models; optional per-class weights."""
+    return DCEPrototypeLoss(gamma=gamma, lam=0.0, ignore_index=ignore_index, weight=weight)
 
 
 @hookimpl
