@@ -41,7 +41,7 @@ class DCEPrototypeLoss(nn.Module):
             dce, pl = nll.mean(), nearest.mean()
         else:
             check_width(self.weight, distances.shape[1], "weight")
-            w = self.weight[targets] if self.weight.numel() > 1 else self.weight.expand_as(nll)
+            w = self.weight.expand(distances.shape[1])[targets]  # one value given: it applies to every class
             dce, pl = (w * nll).sum() / w.sum(), (w * nearest).sum() / w.sum()
         self.components = {"dce": dce.detach(), "pl": pl.detach()}
         return dce + self.lam * pl
