@@ -44,6 +44,10 @@ class Engine:
 
     kind = ""
     cpu_threads = None  # the model's intra-op threads when it runs on the CPU; None on a GPU
+    # Whether ``run`` takes ``ranked=True``: the scores before the task's activation, for a caller that
+    # reads only their order along the class axis (an argmax). A softmax keeps that order, and over a
+    # segmentation map it costs a tenth of the forward pass; an exported file has it inside.
+    ranks = False
 
     def __init__(self, meta, source):
         self.meta, self.source = meta, str(source)
@@ -64,12 +68,13 @@ class Engine:
         """The model's output list, in its task's order (``Task.activation``) -> what ``run`` returns."""
         return self.task.engine_outputs(self.meta, results)
 
-    def run_tta(self, images, tta):
-        """``run`` averaged over the test-time views of ``images`` (tta.py), in probability space."""
+    def run_tta(self, images, tta, ranked=False):
+        """``run`` averaged over the test-time views of ``images`` (tta.py), in probability space
+        (so ``ranked`` applies only without views)."""
         from .tta import augmented_views, enabled, unflip
 
         if not enabled(tta):
-            return self.run(images)
+            return self.run(images, ranked=True) if ranked and self.ranks else self.run(images)
         views = unflip([self.run(v) for v in augmented_views(np.asarray(images), tta)], tta)
         if isinstance(views[0], dict):
             return {k: np.mean([v[k] for v in views], axis=0) for k in views[0]}
@@ -195,15 +200,15 @@ class _TorchEngine(Engine):
             self.cpu_threads = torch.get_num_threads()
         return device
 
-    def _forward(self, x):
+    def _forward(self, x, ranked=False):
         raise NotImplementedError
 
-    def run(self, images):
+    def run(self, images, ranked=False):
         import torch
 
         with torch.inference_mode():
             x = torch.as_tensor(images).to(self.device, non_blocking=True)
-            out = self._forward(x)
+            out = self._forward(x, ranked)
             out = [out] if torch.is_tensor(out) else list(out)  # several outputs come as a tuple
             return self.outputs([o.float().cpu().numpy() for o in out])
 
@@ -213,6 +218,7 @@ class CheckpointEngine(_TorchEngine):
     exported file computes it."""
 
     kind = "checkpoint"
+    ranks = True
 
     def __init__(self, path, device="auto", threads=None):
         import torch
@@ -231,11 +237,12 @@ class CheckpointEngine(_TorchEngine):
         self.memory_format = torch.channels_last if train.get("channels_last", True) else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
 
-    def _forward(self, x):
+    def _forward(self, x, ranked=False):
         from .data.preprocess import normalize
 
         x = normalize(x, self.mean, self.std).contiguous(memory_format=self.memory_format)
-        return self.activate(self.model(x))
+        out = self.model(x)
+        return out if ranked else self.activate(out)
 
 
 class TorchScriptEngine(_TorchEngine):
@@ -258,8 +265,8 @@ class TorchScriptEngine(_TorchEngine):
             raise CheckpointError(f"cannot load TorchScript model '{path}': {exc}") from None
         super().__init__(read_metadata(files[METADATA_FILE], path), path)
 
-    def _forward(self, x):
-        return self.module(x)
+    def _forward(self, x, ranked=False):
+        return self.module(x)  # its activation is inside (ranks is False)
 
 
 # -- which engine opens a file ---------------------------------------------------

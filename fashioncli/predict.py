@@ -77,7 +77,8 @@ def write_rows(job, engine, layout, tta, paths, rows_file, stats, progress=True)
     try:
         with tqdm(desc="predict", unit="img", disable=None if progress else True) as bar:
             for batch_paths, images, errors in engine.batches(paths, job.batch_size, job.num_workers):
-                rows = list(layout.rows(batch_paths, engine.run_tta(images, tta), errors))
+                outputs = engine.run_tta(images, tta, ranked=getattr(layout, "ranked", False))
+                rows = list(layout.rows(batch_paths, outputs, errors))
                 writer.write(rows)
                 stats["rows"] += len(rows)
                 stats["errors"] += sum(1 for r in rows if r["error"])

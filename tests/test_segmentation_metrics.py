@@ -184,6 +184,23 @@ def test_overlay_leaves_background_unchanged():
         overlay(image, mask.T, class_colours(3))
 
 
+def test_colourise_and_overlay_of_a_uint8_mask_match_the_plain_computation():
+    # uint8 masks take OpenCV's lookup table and blend; wider ones numpy's indexing. Same pixels.
+    rng = np.random.default_rng(0)
+    colours = class_colours(47)
+    mask = rng.integers(0, 60, (31, 17)).astype(np.uint8)
+    mask[0, :3] = [0, 46, 255]
+    image = rng.integers(0, 256, (31, 17, 3)).astype(np.uint8)
+    rgb = colourise(mask, colours)
+    assert rgb.tolist() == colourise(mask.astype(np.int64), colours).tolist()
+    assert rgb[0, 2].tolist() == list(IGNORE_COLOUR) and rgb[0, 1].tolist() == colours[46].tolist()
+    painted = (mask > 0) & (mask < 47)
+    want = image.copy()
+    want[painted] = np.rint(image[painted] * 0.5 + np.asarray(colours)[mask[painted]] * 0.5).astype(np.uint8)
+    assert overlay(image, mask, colours, alpha=0.5).tolist() == want.tolist()
+    assert overlay(image, mask.astype(np.uint16), colours, alpha=0.5).tolist() == want.tolist()
+
+
 @pytest.mark.parametrize("high, dtype", [(46, np.uint8), (300, np.uint16)])
 def test_mask_png_round_trip(tmp_path, high, dtype):
     mask = np.arange(30, dtype=np.int64).reshape(5, 6) % (high + 1)

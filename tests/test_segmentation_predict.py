@@ -250,3 +250,30 @@ def test_resize_mask_and_areas():
     assert np.array_equal(big, np.kron(mask, np.ones((2, 3), dtype=np.uint8)))
     assert class_areas(big, CLASSES) == {"background": 0.25, "top": 0.5, "skirt": 0.25}
     assert class_areas(np.zeros((3, 3), np.uint8), CLASSES) == {"background": 1.0}
+
+
+def test_ranked_scores_skip_the_softmax_and_keep_each_pixels_class(setup):
+    # predict's masks read only the argmax: the checkpoint engine returns logits (no softmax over the
+    # map), a channels_last batch is reduced over its classes-last view, and the classes agree.
+    from fashioncli.engines import open_engine
+    from fashioncli.tasks.segmentation.predict import top_class
+
+    ckpt, _ = setup
+    engine = open_engine(ckpt)
+    images = np.random.default_rng(1).integers(0, 256, (3, 3, SIZE, SIZE), dtype=np.uint8)
+    probs, logits = engine.run_tta(images, None), engine.run_tta(images, None, ranked=True)
+    assert np.allclose(probs.sum(1), 1, atol=1e-5) and not np.allclose(logits.sum(1), 1, atol=1e-2)
+    assert np.moveaxis(logits, 1, -1).flags.c_contiguous  # the model's channels_last memory, as served
+    assert np.array_equal(top_class(logits), probs.argmax(1))
+    assert np.array_equal(top_class(np.ascontiguousarray(logits)), probs.argmax(1))
+    assert engine.run_tta(images, {"hflip": True}, ranked=True).sum(1) == pytest.approx(1, abs=1e-5)
+
+
+def test_segmentation_softmax_of_a_channels_last_map():
+    from fashioncli.tasks import get_task
+
+    scores = torch.randn(2, 5, 6, 7)
+    activate = get_task("segmentation").activation({})
+    out = activate(scores.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(out, scores.softmax(1), atol=1e-6)
+    assert torch.allclose(activate(scores), scores.softmax(1))

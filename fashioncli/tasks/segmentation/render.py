@@ -48,21 +48,30 @@ def colourise(mask, colours):
     """(H, W) class indices -> (H, W, 3) uint8 RGB; indices outside ``colours`` in IGNORE_COLOUR."""
     mask = np.asarray(mask)
     colours = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)
+    if mask.dtype == np.uint8 and len(colours) <= 256:
+        # OpenCV's lookup table: a tenth of numpy's fancy indexing, and it releases the GIL, so
+        # predict's file-writing threads colour their masks in parallel.
+        table = np.tile(np.array(IGNORE_COLOUR, dtype=np.uint8), (256, 1, 1))
+        table[:len(colours), 0] = colours
+        return cv2.LUT(cv2.merge([np.ascontiguousarray(mask)] * 3), table)
     table = np.vstack([colours, np.array(IGNORE_COLOUR, dtype=np.uint8)])
     return table[np.where((mask >= 0) & (mask < len(colours)), mask, len(colours))]
 
 
 def overlay(image_rgb, mask, colours, alpha=0.5):
-    """Blend class colours onto an (H, W, 3) uint8 RGB image with weight ``alpha``; background
-    (class 0) and pixels of no class (e.g. ignored) keep the image's own colour."""
-    image, mask = np.asarray(image_rgb), np.asarray(mask)
+    """Blend class colours onto an (H, W, 3) uint8 RGB image with weight ``alpha`` (OpenCV's blend,
+    rounded from float32); background (class 0) and pixels of no class (e.g. ignored) keep the
+    image's own colour."""
+    image, mask = np.ascontiguousarray(image_rgb, dtype=np.uint8), np.asarray(mask)
     colours = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)
     if image.shape[:2] != mask.shape:
         raise ValueError(f"image of shape {image.shape[:2]} and mask of shape {mask.shape} differ")
-    painted = (mask > 0) & (mask < len(colours))
+    painted = ((mask > 0) & (mask < len(colours))).view(np.uint8)  # 0/1 bytes: OpenCV's copy mask
+    # Whole-image OpenCV calls, not numpy's boolean indexing: 25x faster on a 256 px image, which
+    # made the overlay the largest part of a segmentation model's `fashion predict` (issue 15).
+    blend = cv2.addWeighted(image, 1.0 - alpha, colourise(mask, colours), alpha, 0.0)
     out = image.copy()
-    blend = image[painted] * (1.0 - alpha) + colours[mask[painted]] * alpha
-    out[painted] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+    cv2.copyTo(blend, painted, out)
     return out
 
 
